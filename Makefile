@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+# make | make test | make SAN=1 test | make demo | make V=1 | make WERROR=0 | make format
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+PKGS    := liburing openssl
+V       ?= 0
+SAN     ?= 0
+WERROR  ?= 1
+
+# make builds build/ktlsgw (the contract); objects live per flavour so that
+# SAN=1 never mixes instrumented and plain objects.
+OUT  := build/$(if $(filter 1,$(SAN)),san,default)
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+ifeq ($(V),1)
+Q   :=
+msg :=
+else
+Q   := @
+msg  = @printf '  %-8s %s\n' '$(1)' '$(2)';
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wundef -Wvla -Wpointer-arith \
+	-Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+WARN += $(if $(filter 1,$(WERROR)),-Werror)
+
+CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(OUT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS   := -std=gnu11 -g -O2 $(WARN) -MMD -MP
+LDFLAGS  :=
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lssl -lcrypto)
+ifeq ($(SAN),1)
+CFLAGS   += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+# clang's host include dirs, so -target bpf finds asm/types.h (libbpf-bootstrap trick)
+CLANG_BPF_SYS_INCLUDES = $(shell $(CLANG) -v -E - </dev/null 2>&1 \
+	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
+BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+	-Iinclude $(CLANG_BPF_SYS_INCLUDES) -MMD -MP
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+SKELS     := $(BPF_SRCS:bpf/%.bpf.c=$(OUT)/%.skel.h)
+SRCS      := $(filter-out src/main.c,$(wildcard src/*.c))
+OBJS      := $(SRCS:src/%.c=$(OUT)/src/%.o)
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_OBJS := $(TEST_SRCS:tests/%.c=$(OUT)/tests/%.o)
+BIN       := $(OUT)/ktlsgw
+TESTBIN   := $(OUT)/run-tests
+ifneq ($(BPF_SRCS),)
+PKGS      += libbpf
+endif
+
+.PHONY: all test unit-test integration-test demo deps clean format check-format
+all: build/ktlsgw
+
+# The contract path: build/ktlsgw is the plain build.
+build/ktlsgw: $(BIN)
+	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/ktlsgw build/ktlsgw)
+
+$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+# Skeletons must exist before the first compile; -MMD tracks real deps after that.
+$(OUT)/src/%.o: src/%.c | $(SKELS) $(OUT)/src
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(OUT)/tests/%.o: tests/%.c | $(SKELS) $(OUT)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -c $< -o $@
+
+# Test registry: every "void test_xxx(void)" in tests/test_*.c (kernel test_progs style).
+$(OUT)/tests.h: $(wildcard tests/test_*.c) | $(OUT)
+	$(call msg,GEN,$@)
+	$(Q)sed -n -E 's/^void (test_[a-z0-9_]+)\(void\).*/TEST(\1)/p' $^ | LC_ALL=C sort > $@
+$(TEST_OBJS): $(OUT)/tests.h
+
+$(BIN): $(OUT)/src/main.o $(OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TESTBIN): $(TEST_OBJS) $(OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Unit tests (C runner) then integration tests (real nginx as the oracle, real
+# sockets on loopback). Both print "N passed, N failed"; the last line sums them.
+test: deps $(TESTBIN) $(BIN) build/ktlsgw
+	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
+	$(Q)scripts/run-tests.sh $(OUT)
+
+unit-test: $(TESTBIN)
+	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
+	$(Q)GW_CERTS=$(OUT)/certs $(TESTBIN) $(T)
+
+integration-test: $(BIN)
+	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
+	$(Q)GW_BIN=$(BIN) GW_CERTS=$(OUT)/certs python3 tests/integration/run.py $(T)
+
+demo: deps build/ktlsgw
+	$(Q)scripts/demo.sh $(OUT)
+
+deps:
+	$(Q)scripts/install-deps.sh --if-missing
+
+$(OUT) $(OUT)/bpf $(OUT)/src $(OUT)/tests:
+	$(Q)mkdir -p $@
+
+FMT_FILES := $(wildcard src/*.[ch] include/gw/*.h bpf/*.[ch] tests/*.[ch])
+format:
+	$(Q)clang-format -i $(FMT_FILES)
+check-format:
+	$(Q)clang-format --dry-run --Werror $(FMT_FILES)
+clean:
+	$(Q)rm -rf build
+
+-include $(wildcard $(OUT)/*/*.d)
+.DELETE_ON_ERROR:
+.SECONDARY:

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * HTTP/1.1 request-direction parser and rewriter (client -> backend).
+ * It finds each request head in the decrypted stream, strips every
+ * incoming header that could spoof identity (all proxy_set_header names and
+ * the families X-SSL-*, X-Client-*, X-Forwarded-Client-Cert, Client-Cert,
+ * Client-Cert-Chain), appends the proxy_set_header headers with variables
+ * expanded, and passes bodies (Content-Length, chunked) through untouched.
+ * The response direction is relayed opaquely by the caller.
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include "gw/common.h"
+#include "gw/config.h"
+#include "gw/identity.h"
+
+enum http_state {
+	HTTP_S_HEAD = 0,    /* collecting a request head */
+	HTTP_S_BODY_CL,	    /* Content-Length body */
+	HTTP_S_BODY_CHUNKED,/* chunked body (and trailers) */
+	HTTP_S_UPGRADE_WAIT,/* Upgrade request sent; waiting for the backend's answer */
+	HTTP_S_OPAQUE,	    /* after 101: bytes pass untouched */
+	HTTP_S_ERROR,	    /* a 4xx was produced; nothing more is accepted */
+};
+
+/* What a request head is rewritten with. Owned by the caller. */
+struct http_rewrite {
+	const struct gw_header *headers; /* proxy_set_header list */
+	size_t nheaders;
+	struct gw_var_ctx vars;		 /* id, addresses; xff/host are set per request */
+	int header_buffer_count;	 /* large_client_header_buffers */
+	long header_buffer_size;
+};
+
+struct http_parser {
+	enum http_state state;
+	struct buf head; /* partial head */
+	uint64_t remaining; /* body bytes (CL) or bytes left in the current chunk */
+	int chunk_state;    /* private to http.c */
+	struct buf held;    /* client bytes held while HTTP_S_UPGRADE_WAIT */
+	unsigned long requests; /* heads forwarded */
+};
+
+void http_parser_init(struct http_parser *p);
+void http_parser_free(struct http_parser *p);
+
+/*
+ * Feed @len decrypted client bytes. Rewritten bytes to send to the backend
+ * are appended to @out. Returns 0, or -EBADMSG with *@status set to the
+ * nginx status to answer (400, 414, 494->400 page "Request Header Or
+ * Cookie Too Large", 501 for an unknown Transfer-Encoding), after which the
+ * parser stays in HTTP_S_ERROR. -ENOMEM on allocation failure.
+ */
+int http_feed(struct http_parser *p, const struct http_rewrite *rw, const char *data, size_t len,
+	      struct buf *out, int *status);
+
+/*
+ * The backend's first response bytes after an Upgrade request: @switched
+ * tells whether they were "HTTP/1.x 101". Held client bytes are processed
+ * (opaquely if switched) into @out. Same returns as http_feed().
+ */
+int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool switched,
+		      struct buf *out, int *status);
+
+/*
+ * nginx's complete error response for @status (400, 414, 494, 495, 496,
+ * 501, 502, 504) as nginx 1.22 writes it with "Connection: close", the
+ * tail naming ktlsgw instead of nginx/1.22.1. Appends to @out. Returns 0 or
+ * -ENOMEM.
+ */
+int http_error_response(int status, struct buf *out);
+
+/* True if @name (length @len) is an identity header a client may not send. */
+bool http_is_identity_header(const char *name, size_t len, const struct gw_header *headers,
+			     size_t nheaders);
+
+#endif /* GW_HTTP_H */

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TLS server side: one SSL_CTX per server{} built from its ssl_* directives
+ * with nginx's semantics, SNI selection among the servers that share a
+ * listen socket, client verification (verify modes, depth, CRL, allow-lists)
+ * and the human explanation of every rejected handshake.
+ *
+ * OpenSSL's 1/0 + error queue convention stops here: functions return 0 or
+ * -errno (STYLE.md 5.4).
+ */
+#ifndef GW_TLS_H
+#define GW_TLS_H
+
+#include <openssl/ssl.h>
+#include "gw/config.h"
+
+struct tls_srv; /* one per server{} */
+
+/*
+ * Build the SSL_CTX of @srv (certificates, keys, CA list, CRL, protocols,
+ * ciphers, session cache, verify mode). @srv must outlive the result.
+ * Returns 0 and *@out, or -EINVAL with *@err = malloc'd "FILE:LINE: ..."
+ * naming the directive and OpenSSL's reason.
+ */
+int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err);
+void tls_srv_free(struct tls_srv *t);
+SSL_CTX *tls_srv_ctx(const struct tls_srv *t);
+const struct gw_server *tls_srv_server(const struct tls_srv *t);
+
+/*
+ * Servers sharing one listen address: @group[0] is the default server; the
+ * others are chosen by SNI against their server_name (exact, "*.suffix",
+ * ".suffix" as nginx). Installs the servername callback on every member.
+ * The array must outlive the SSL_CTXs. Returns 0 or -errno.
+ */
+int tls_srv_group(struct tls_srv **group, size_t n);
+
+/*
+ * New server-side SSL on the connected socket @fd (non-blocking), in accept
+ * state, with per-connection verification state attached. NULL on ENOMEM.
+ */
+SSL *tls_ssl_new(struct tls_srv *t, int fd);
+
+/* The server{} chosen for @ssl (after SNI, the default before). */
+const struct tls_srv *tls_ssl_srv(SSL *ssl);
+
+/*
+ * Drive the handshake one step. Returns 0 when done, -EAGAIN with *@want
+ * set to POLLIN or POLLOUT when it must wait, or -EPROTO when it failed
+ * (then tls_ssl_reason() explains why).
+ */
+int tls_handshake(SSL *ssl, short *want);
+
+/*
+ * After a completed handshake: nginx's post-handshake decision for
+ * ssl_verify_client (+ ssl_client_allow). Returns 0 to accept, or -EACCES
+ * and sets *@status to 495 (certificate error) or 496 (no certificate) –
+ * the ssl_verify_failure http path answers with that page.
+ */
+int tls_verify_decision(SSL *ssl, int *status);
+
+/*
+ * Why the handshake or verification of @ssl failed: "client sent no
+ * certificate", "unknown CA: issuer \"CN=...\"", "certificate expired on
+ * Nov 27 ... GMT", "certificate revoked: serial 1A2B", "verify depth 1
+ * exceeded (chain depth 2)", "CRL has expired", or OpenSSL's reason.
+ * Never NULL; "" when nothing failed.
+ */
+const char *tls_ssl_reason(SSL *ssl);
+
+#endif /* GW_TLS_H */
