@@ -69,6 +69,12 @@ struct gw_allow {
 	char *value;
 };
 
+/* Where a directive was written: file names are owned by the gw_config. */
+struct gw_where {
+	const char *file;
+	int line;
+};
+
 /* One "listen" directive. */
 struct gw_listen {
 	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
@@ -125,9 +131,13 @@ struct gw_server {
 	/* TLS */
 	char **certs; /* ssl_certificate, may repeat (RSA + ECDSA) */
 	char **keys;  /* ssl_certificate_key, same count as certs */
+	struct gw_where *certs_where; /* per certs[i] */
+	struct gw_where *keys_where;  /* per keys[i] */
 	size_t ncerts;
 	char *client_certificate;  /* ssl_client_certificate */
 	char *trusted_certificate; /* ssl_trusted_certificate */
+	struct gw_where client_certificate_where, trusted_certificate_where, crl_where,
+		ciphers_where, verify_where;
 	enum gw_verify verify;
 	int verify_depth; /* default 1 */
 	char *crl;
@@ -171,6 +181,7 @@ struct gw_config {
 	char *pid;	      /* NULL = no pid file */
 	bool daemon;	      /* default off: -c runs in the foreground */
 	char *metrics_listen; /* parsed, served by the operations issue */
+	int worker_connections; /* events{}: max connections per worker, default 512 */
 
 	struct gw_server *servers;
 	size_t nservers;

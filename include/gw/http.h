@@ -13,7 +13,6 @@
 
 #include "gw/common.h"
 #include "gw/config.h"
-#include "gw/identity.h"
 
 enum http_state {
 	HTTP_S_HEAD = 0,    /* collecting a request head */
@@ -24,13 +23,21 @@ enum http_state {
 	HTTP_S_ERROR,	    /* a 4xx was produced; nothing more is accepted */
 };
 
-/* What a request head is rewritten with. Owned by the caller. */
+/*
+ * What a request head is rewritten with. Owned by the caller.
+ * inject() appends the configured header lines ("Name: value\r\n" each) for
+ * one request; @xff is the incoming X-Forwarded-For values joined by ", "
+ * as nginx joins them (NULL if none), @host the Host header value without
+ * port (NULL if none). It returns 0 or -ENOMEM. The relay implements it with
+ * tmpl_render(); http.c never renders variables itself.
+ */
 struct http_rewrite {
-	const struct gw_header *headers; /* proxy_set_header list */
+	const struct gw_header *headers; /* proxy_set_header list: names to strip */
 	size_t nheaders;
-	struct gw_var_ctx vars;		 /* id, addresses; xff/host are set per request */
-	int header_buffer_count;	 /* large_client_header_buffers */
-	long header_buffer_size;
+	int (*inject)(void *arg, const char *xff, const char *host, struct buf *out);
+	void *inject_arg;
+	int header_buffer_count; /* large_client_header_buffers, nginx default 4 */
+	long header_buffer_size; /* nginx default 8k */
 };
 
 struct http_parser {

@@ -125,14 +125,16 @@ int identity_from_x509(X509 *cert, STACK_OF(X509) *chain, long verify_result,
 /* Release all strings; leaves @id zeroed. Accepts a zeroed struct. */
 void identity_clear(struct gw_identity *id);
 
-/* Variable id for "$name" (without '$'), or -ENOENT. */
+/* Variable id for "$name" (without '$'), or -ENOENT. (src/tmpl.c) */
 int identity_var_lookup(const char *name, size_t len);
+/* The name of variable @var without '$'. (src/tmpl.c) */
+const char *identity_var_name(int var);
 
 /* Append the value of @var to @out. Returns 0 or -ENOMEM. */
 int identity_var_render(const struct gw_var_ctx *ctx, int var, struct buf *out);
 
 /*
- * Compile @src ("text $var ${var}text") into @t. Returns 0, or -EINVAL with
+ * Compile @src ("text $var ${var}text") into @t (src/tmpl.c). Returns 0, or -EINVAL with
  * *@err set to a malloc'd "unknown "xxx" variable" message.
  */
 int tmpl_compile(const char *src, struct gw_tmpl *t, char **err);
