@@ -1,0 +1,589 @@
+# SPDX-License-Identifier: MIT
+"""Gateway behaviour tests (ktlsgw only, nginx where a status is compared)."""
+
+import hashlib
+import json
+import os
+import random
+import socket
+import ssl
+import struct
+import time
+
+from lib import (EchoBackend, ProxyReceiver, Server, Tap, TestFailure, TlsConn, _TlsReader,
+                 attempt, cert, chain_ders, check, check_eq, cert_sig_alg, der_of, det_bytes,
+                 free_port, http_get, need_gw, raw_connect, read_response, read_until_closed,
+                 run_check, subst, test, walk_tls_records, SLOW, TMPROOT)
+
+HTTP_BLOCK = """
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        server_name localhost;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/ca-all.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        %(extra)s
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+            proxy_set_header X-SSL-Cert $ssl_client_cert;
+            proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
+            proxy_set_header X-SSL-Fingerprint $ssl_client_fingerprint;
+            proxy_set_header X-Custom-Identity $ssl_client_s_dn;
+        }
+    }
+"""
+
+STREAM_BLOCK = """
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/ca-all.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        proxy_pass 127.0.0.1:@BPORT@;
+        proxy_protocol on;
+        proxy_protocol_tlv_cert on;
+        %(extra)s
+    }
+"""
+
+
+def gw_http(be, extra="", bport=None, kind="gw"):
+    if kind == "gw":
+        need_gw()
+    ports = {"P0": free_port(), "BPORT": bport or be.port}
+    return Server(kind, http=[HTTP_BLOCK % dict(extra=extra)], ports=ports, name="http").start()
+
+
+def gw_stream(be, extra="", bport=None):
+    need_gw()
+    ports = {"P0": free_port(), "BPORT": bport or be.port}
+    return Server("gw", stream=[STREAM_BLOCK % dict(extra=extra)], ports=ports,
+                  name="stream").start()
+
+
+def port_of(srv):
+    return srv.ports["P0"]
+
+
+FORGED = [("X-SSL-Cert", "forged-cert"), ("X-SSL-Client-Verify", "forged-SUCCESS"),
+          ("x-client-foo", "forged-foo"), ("X-Forwarded-Client-Cert", "forged-xfcc"),
+          ("Client-Cert", ":Zm9yZ2Vk:"), ("Client-Cert-Chain", ":Zm9yZ2Vk:"),
+          ("x-CUSTOM-identity", "forged-dn"), ("X-SSL-Fingerprint", "forged-fp")]
+FORGED_HDRS = b"".join(("%s: %s\r\n" % (n, v)).encode() for n, v in FORGED)
+
+
+def check_identity(rec, certname, what):
+    """The backend record carries the configured identity once, no forged value."""
+    blob = json.dumps(rec["headers"]) + json.dumps(rec["trailers"])
+    check("forged" not in blob and "Zm9yZ2Vk" not in blob,
+          "%s: forged identity reached the backend: %s" % (what, [
+              h for h in rec["headers"] + rec["trailers"]
+              if "forged" in h[1] or "Zm9yZ2Vk" in h[1]]))
+    hm = {}
+    for n, v in rec["headers"]:
+        hm.setdefault(n.lower(), []).append(v)
+    for n in ("x-ssl-cert", "x-ssl-client-verify", "x-ssl-fingerprint", "x-custom-identity"):
+        check(len(hm.get(n, [])) == 1, "%s: header %s %d times" % (what, n, len(hm.get(n, []))))
+    check_eq(hm["x-ssl-client-verify"][0], "SUCCESS", what + " X-SSL-Client-Verify")
+    check_eq(hm["x-ssl-fingerprint"][0], hashlib.sha1(der_of(certname + ".crt")).hexdigest(),
+             what + " X-SSL-Fingerprint")
+    check(hm["x-ssl-cert"][0].startswith("-----BEGIN CERTIFICATE-----\n\t"),
+          "%s: X-SSL-Cert %r" % (what, hm["x-ssl-cert"][0][:60]))
+    for n in ("x-client-foo", "x-forwarded-client-cert", "client-cert", "client-cert-chain"):
+        check(n not in hm, "%s: %s reached the backend" % (what, n))
+
+
+def rec_for(be, path):
+    recs = [r for r in be.requests if r["target"] == path]
+    check(len(recs) == 1, "backend got %d requests for %s" % (len(recs), path))
+    return recs[0]
+
+
+@test("gw/http/forged-identity-keepalive", timeout=60)
+def t_forged():
+    with EchoBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            for i in range(3):
+                c.send(http_get("/f/%d" % i, extra=FORGED_HDRS))
+                r = read_response(c, rd)
+                check(r is not None and r.status == 200, "request %d: %r" % (i, r and r.status))
+                check_identity(rec_for(be, "/f/%d" % i), "client-good", "request %d" % i)
+            # chunked body whose trailers try to forge identity
+            body = b"5\r\nhello\r\n0\r\n" + FORGED_HDRS + b"\r\n"
+            c.send(b"POST /f/trailers HTTP/1.1\r\nHost: localhost\r\n"
+                   b"Transfer-Encoding: chunked\r\n" + FORGED_HDRS + b"\r\n" + body)
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "trailers request: %r" % (r and r.status))
+            rec = rec_for(be, "/f/trailers")
+            check_identity(rec, "client-good", "chunked+trailers")
+            check_eq(rec["body_len"], 5, "chunked body length")
+        check(len({r["conn_id"] for r in be.requests}) >= 1, "no backend connection")
+
+
+@test("gw/http/keepalive-identity", timeout=60)
+def t_keepalive():
+    with EchoBackend() as be, gw_http(be) as gw:
+        for ver in ("1.2", "1.3"):
+            with TlsConn(port_of(gw), "client-rsa", version=ver) as c:
+                c.handshake()
+                rd = _TlsReader(c)
+                for i in range(3):
+                    c.send(http_get("/k/%s/%d" % (ver, i)))
+                    r = read_response(c, rd)
+                    check(r is not None and r.status == 200, "TLS%s request %d: %r" % (
+                        ver, i, r and r.status))
+                    check_identity(rec_for(be, "/k/%s/%d" % (ver, i)), "client-rsa",
+                                   "TLS%s keep-alive request %d" % (ver, i))
+
+
+@test("gw/http/bodies", timeout=120)
+def t_bodies():
+    rnd = random.Random(1234)
+    with EchoBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            body = det_bytes(1 << 20, b"cl")
+            c.send(b"POST /b/cl HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+                   % len(body) + body)
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "1 MiB POST: %r" % (r and r.status))
+            j = r.json()
+            check_eq((j["body_len"], j["body_sha256"]),
+                     (len(body), hashlib.sha256(body).hexdigest()), "1 MiB Content-Length body")
+            # chunked, random chunk sizes
+            total = hashlib.sha256()
+            n = 0
+            parts = [b"POST /b/chunked HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n"]
+            for i in range(60):
+                sz = rnd.choice([1, 7, 100, 4095, 4096, 16384, 16385, 65536, 100000])
+                d = det_bytes(sz, b"ch%d" % i)
+                total.update(d)
+                n += sz
+                parts.append(b"%x\r\n" % sz + d + b"\r\n")
+            parts.append(b"0\r\n\r\n")
+            c.send(b"".join(parts))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "chunked POST: %r" % (r and r.status))
+            j = r.json()
+            check_eq((j["body_len"], j["body_sha256"]), (n, total.hexdigest()), "chunked body")
+            # 1 MiB response
+            c.send(http_get("/big/1048576"))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "1 MiB GET: %r" % (r and r.status))
+            check_eq(len(r.body), 1 << 20, "response length")
+            check_eq(hashlib.sha256(r.body).hexdigest(), r.header("X-Sha256"), "response sha256")
+            # and the connection still works
+            c.send(http_get("/b/after"))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "request after the bodies")
+
+
+MALFORMED = [
+    ("bad request line", b"GARBAGE\r\n\r\n"),
+    ("bad method chars", b"G\x01T / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("bad version", b"GET / HTTP/9\r\nHost: localhost\r\n\r\n"),
+    ("NUL in header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A\x00b: c\r\n\r\n"),
+    ("bare CR in header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: b\rc\r\n\r\n"),
+    ("bad content-length", b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n"),
+    ("9k request line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("9k header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n"),
+]
+
+
+def malformed_outcome(port, data):
+    with TlsConn(port, "client-good") as c:
+        c.handshake()
+        c.send(data)
+        rd = _TlsReader(c)
+        r = read_response(c, rd)
+        if r is None:
+            return ("no response", True)
+        closed = rd.buf == b"" and c.recv() == b""
+        return (r.status, closed)
+
+
+@test("gw/http/malformed-vs-nginx", timeout=90)
+def t_malformed():
+    out = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            with gw_http(be, kind=kind) as srv:
+                for name, data in MALFORMED:
+                    out[(kind, name)] = malformed_outcome(port_of(srv), data)
+            if kind == "nginx":
+                check_eq(out[("nginx", "9k request line")], (414, True), "nginx 9k request line")
+                check_eq(out[("nginx", "9k header")], (400, True), "nginx 9k header")
+                check_eq(out[("nginx", "bad request line")], (400, True), "nginx malformed line")
+                check_eq(be.accepts, 0, "nginx passed a malformed request on")
+        diffs = []
+        for name, data in MALFORMED:
+            n, g = out[("nginx", name)], out[("gw", name)]
+            if n != g:
+                diffs.append("%s: nginx (status, closed)=%r ktlsgw %r" % (name, n, g))
+        check_eq(be.accepts, 0, "ktlsgw passed a malformed request on")
+        if diffs:
+            raise TestFailure(" | ".join(diffs))
+
+
+def pp2_ssl(info):
+    ssl_tlv = [t for t in info["tlvs"] if t["type"] == 0x20]
+    check(len(ssl_tlv) == 1, "PROXY v2: %d SSL TLVs" % len(ssl_tlv))
+    sub = {}
+    for t in ssl_tlv[0]["sub"]:
+        sub.setdefault(t["type"], []).append(t["value"])
+    return ssl_tlv[0], sub
+
+
+@test("gw/stream/proxy-v2-tlvs", timeout=60)
+def t_pp2():
+    with ProxyReceiver() as be, gw_stream(be) as gw:
+        for certname, ver, keyalg in (("client-good", "1.3", "EC256"), ("client-rsa", "1.2",
+                                                                         "RSA2048"),
+                                      ("client-int2", "1.3", "EC256")):
+            with TlsConn(port_of(gw), certname, version=ver) as c:
+                c.handshake()
+                c.send(b"INFO\n")
+                rd = _TlsReader(c)
+                line = rd.until(b"\n")
+                check(line is not None, "no INFO line through the stream")
+                info = be.headers[-1]
+                what = "%s TLS%s" % (certname, ver)
+                check_eq(info.get("version"), 2, what + " PROXY version")
+                check_eq((info["command"], info["family"], info["transport"]), (1, 1, 1),
+                         what + " (PROXY, TCP, over IPv4)")
+                check_eq((info["src"], info["sport"]), ("127.0.0.1", c.local_port()),
+                         what + " source")
+                check_eq((info["dst"], info["dport"]), ("127.0.0.1", port_of(gw)),
+                         what + " destination")
+                tlv, sub = pp2_ssl(info)
+                check_eq(tlv["client"] & 0x03, 0x03, what + " client flags SSL|CERT_CONN")
+                check_eq(tlv["verify"], 0, what + " verify")
+                check_eq(sub.get(0x21), [c.obj.version().encode()], what + " version sub-TLV")
+                check_eq(sub.get(0x22), [certname.encode()], what + " CN sub-TLV")
+                check_eq(sub.get(0x23), [c.obj.cipher()[0].encode()], what + " cipher sub-TLV")
+                check_eq(sub.get(0x24), [cert_sig_alg(certname).encode()],
+                         what + " sig alg sub-TLV")
+                check_eq(sub.get(0x25), [keyalg.encode()], what + " key alg sub-TLV")
+                check(sub.get(0x26) and sub[0x26][0], what + " group sub-TLV missing")
+                check(sub.get(0x27) and sub[0x27][0], what + " sig scheme sub-TLV missing")
+                check_eq(sub.get(0x28), [der_of(certname + ".crt")], what + " client cert DER")
+                # then an echo
+                c.send(b"ping-pong\n")
+                got = rd.until(b"\n")
+                check_eq(got, b"ping-pong\n", what + " echo")
+
+
+@test("gw/stream/half-close-4MiB", timeout=120)
+def t_half_close():
+    n = 4 << 20
+    with ProxyReceiver() as be, gw_stream(be) as gw:
+        for ver in ("1.3", "1.2"):
+            with TlsConn(port_of(gw), "client-good", version=ver, timeout=30) as c:
+                c.handshake()
+                up = det_bytes(n, b"up" + ver.encode())
+                c.send(b"SINK %d\n" % n)
+                c.send(up)
+                c.shutdown_write()
+                rd = _TlsReader(c)
+                line = rd.until(b"\n")
+                check(line is not None, "TLS%s: no answer after the half-close" % ver)
+                j = json.loads(line)
+                check_eq((j["len"], j["sha256"]), (n, hashlib.sha256(up).hexdigest()),
+                         "TLS%s bytes client->backend" % ver)
+                down = rd.buf + c.recv_all()
+                check_eq(len(down), n, "TLS%s bytes backend->client" % ver)
+                check_eq(hashlib.sha256(down).digest(), hashlib.sha256(
+                    det_bytes(n, b"sink")).digest(), "TLS%s sha256 backend->client" % ver)
+
+
+def good_still_served(gw, be, stream=False):
+    if stream:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            c.send(b"ECHO\nhello\n")
+            rd = _TlsReader(c)
+            check_eq(rd.until(b"\n"), b"hello\n", "good client after abuse")
+        return
+    a = attempt(port_of(gw), "client-good", path="/still")
+    check(a.accepted, "good client after abuse: %r" % a)
+
+
+@test("gw/abuse/garbage-silent-vanishing", timeout=90)
+def t_abuse():
+    with EchoBackend() as be, gw_http(be, extra="ssl_handshake_timeout 1s;") as gw:
+        port = port_of(gw)
+        # garbage instead of a ClientHello
+        s = raw_connect(port)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data, closed, _ = read_until_closed(s, 5 * SLOW)
+        s.close()
+        check(closed, "garbage: connection not closed")
+        ok, why, _ = walk_tls_records(data)
+        check(ok, "garbage: non-TLS bytes sent back: " + why)
+        good_still_served(gw, be)
+        # silent client: handshake timeout 1s
+        s = raw_connect(port)
+        t0 = time.monotonic()
+        data, closed, dt = read_until_closed(s, 6 * SLOW)
+        s.close()
+        check(closed, "silent client: not closed within %.1fs" % dt)
+        check(0.7 <= dt <= 2.5 * SLOW, "silent client closed after %.2fs (want ~1s)" % dt)
+        good_still_served(gw, be)
+        # vanishes after the ClientHello, and after reading part of the answer
+        for stage in ("after-hello", "after-server-flight"):
+            c = TlsConn(port, "client-good")
+            try:
+                c.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            c._flush()
+            if stage == "after-server-flight":
+                c.sock.recv(100)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            good_still_served(gw, be)
+        # a client that sends half a ClientHello then goes silent: timeout too
+        c = TlsConn(port, "client-good")
+        try:
+            c.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = c.out.read()
+        c.sock.sendall(hello[:20])
+        data, closed, dt = read_until_closed(c.sock, 6 * SLOW)
+        c.close()
+        check(closed and dt <= 2.5 * SLOW, "half ClientHello: closed=%s after %.2fs" % (closed, dt))
+        check(gw.alive(), "ktlsgw died")
+        good_still_served(gw, be)
+        check_eq(be.accepts, len(set(r["conn_id"] for r in be.requests)), "backend accepts")
+
+
+@test("gw/abuse/stream-after-abuse", timeout=60)
+def t_stream_abuse():
+    with ProxyReceiver() as be, gw_stream(be, extra="ssl_handshake_timeout 1s;") as gw:
+        s = raw_connect(port_of(gw))
+        s.sendall(b"\x16\x03\x01\x00\x05hello-not-tls" * 10)
+        data, closed, _ = read_until_closed(s, 5 * SLOW)
+        s.close()
+        check(closed, "garbage: connection not closed")
+        ok, why, _ = walk_tls_records(data)
+        check(ok, "garbage: non-TLS bytes sent back: " + why)
+        check_eq(be.accepts, 0, "backend accepts after garbage")
+        good_still_served(gw, be, stream=True)
+
+
+@test("gw/backend-down", timeout=60)
+def t_backend_down():
+    dead = free_port()
+    with EchoBackend() as be:
+        with gw_http(be, bport=dead) as gw:
+            a = attempt(port_of(gw), "client-good", path="/down", keep=True)
+            check(a.resp is None or a.resp.status in (502, 503, 504),
+                  "http, backend down: %r" % a)
+            if a.resp is None:
+                check(a.conn.tcp_eof or a.conn.unclean or a.error, "not closed")
+            a.conn.close()
+            time.sleep(0.2)
+            log = gw.logtext()
+            check("refused" in log.lower(), "log does not name the reason (connection refused): %s"
+                  % log[-600:])
+            check(gw.alive(), "ktlsgw died")
+    with ProxyReceiver() as pr:
+        with gw_stream(pr, bport=dead) as gw:
+            with TlsConn(port_of(gw), "client-good") as c:
+                c.handshake()
+                c.send(b"ECHO\nx\n")
+                data = c.recv_all()
+                check_eq(data, b"", "stream, backend down: data")
+                check(not c.unclean, "stream, backend down: closed without close_notify")
+            check("refused" in gw.logtext().lower(), "stream log does not name the reason: %s" %
+                  gw.logtext()[-600:])
+
+
+@test("gw/config/check", timeout=60)
+def t_config_check():
+    need_gw()
+    d = os.path.join(TMPROOT, "cfgcheck")
+    os.makedirs(d, exist_ok=True)
+    good = os.path.join(d, "good.conf")
+    with open(good, "w") as f:
+        f.write(subst("events {\n}\nhttp {\n" + HTTP_BLOCK % dict(extra="") + "}\n",
+                      {"P0": free_port(), "BPORT": free_port()}))
+    rc, out = run_check(good)
+    check(rc == 0 and "syntax is ok" in out and "test is successful" in out,
+          "good config: exit %d: %r" % (rc, out[-500:]))
+    cases = [
+        ("bad-value", "ssl_verify_client maybe;"),
+        ("unknown-directive", "ssl_frobnicate on;"),
+        ("missing-semicolon", "ssl_verify_depth 3\n"),
+        ("missing-file", "ssl_crl /nonexistent/crl.pem;"),
+    ]
+    for name, line in cases:
+        p = os.path.join(d, name + ".conf")
+        text = ("events {\n}\nhttp {\n    server {\n        listen 127.0.0.1:%d ssl;\n"
+                "        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
+                "        %s\n        location / { proxy_pass http://127.0.0.1:%d; }\n"
+                "    }\n}\n" % (free_port(), cert("server.crt"), cert("server.key"), line,
+                              free_port()))
+        if name == "missing-semicolon":
+            text = text.replace("ssl_verify_depth 3\n", "ssl_verify_depth 3 \n")
+        with open(p, "w") as f:
+            f.write(text)
+        rc, out = run_check(p)
+        check_eq(rc, 1, "%s: exit code (output %r)" % (name, out[-400:]))
+        want_line = 8 if name != "missing-semicolon" else 9
+        if name in ("missing-semicolon",):
+            check(("%s:" % p) in out, "%s: no FILE:LINE in %r" % (name, out[-400:]))
+        else:
+            check(("%s:%d" % (p, want_line)) in out, "%s: no %s:%d in %r" % (
+                name, p, want_line, out[-400:]))
+
+
+@test("gw/config/port-in-use", timeout=60)
+def t_port_in_use():
+    need_gw()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        with EchoBackend() as be:
+            srv = Server("gw", http=[HTTP_BLOCK % dict(extra="")],
+                         ports={"P0": port, "BPORT": be.port}, name="inuse")
+            srv.start(wait_ports=[])
+            deadline = time.monotonic() + 10 * SLOW
+            while srv.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            alive = srv.alive()
+            rc = srv.stop()
+            check(not alive, "ktlsgw kept running with its port in use")
+            check(rc not in (0, None), "exit code %r" % rc)
+            log = srv.logtext()
+            check("in use" in log.lower() or "eaddrinuse" in log.lower(),
+                  "no clear start-up error: %r" % log[-500:])
+    finally:
+        s.close()
+
+
+@test("gw/unverified-never-reaches-backend", timeout=60)
+def t_unverified():
+    with EchoBackend() as be, gw_http(be) as gw:
+        for c in ("client-other", "client-self", "client-expired", "client-notyet", None):
+            for ver in ("1.2", "1.3"):
+                a = attempt(port_of(gw), c, version=ver, path="/u")
+                check(a.resp is None, "%s TLS%s: got HTTP %r" % (c, ver, a.resp and a.resp.status))
+        time.sleep(0.2)
+        check_eq(be.accepts, 0, "backend accept count")
+        a = attempt(port_of(gw), "client-good", path="/u-good")
+        check(a.accepted, "good: %r" % a)
+        check_eq(be.accepts, 1, "backend accept count after a good client")
+    with ProxyReceiver() as pr, gw_stream(pr) as gw:
+        for c in ("client-other", None):
+            with TlsConn(port_of(gw), c, version="1.3") as conn:
+                try:
+                    conn.handshake()
+                    conn.send(b"ECHO\nx\n")
+                    conn.recv()
+                except (ssl.SSLError, OSError):
+                    pass
+        time.sleep(0.2)
+        check_eq(pr.accepts, 0, "stream backend accept count")
+
+
+@test("gw/tls-records-only", timeout=120)
+def t_records_only():
+    """Everything the client receives is TLS records, on the good, rejected and
+    error paths, http and stream."""
+    dead = free_port()
+    problems = []
+    with EchoBackend() as be, ProxyReceiver() as pr:
+        gws = [("http", gw_http(be)), ("http-verify-failure-http",
+                                       gw_http(be, extra="ssl_verify_failure http;")),
+               ("http-backend-down", gw_http(be, bport=dead)), ("stream", gw_stream(pr)),
+               ("stream-backend-down", gw_stream(pr, bport=dead))]
+        try:
+            for label, gw in gws:
+                tap = Tap(port_of(gw))
+                scen = []
+                for c in ("client-good", "client-other", None):
+                    for ver in ("1.2", "1.3"):
+                        scen.append((c, ver))
+                for i, (c, ver) in enumerate(scen):
+                    if label.startswith("stream"):
+                        try:
+                            with TlsConn(tap.port, c, version=ver) as conn:
+                                conn.handshake()
+                                conn.send(b"SINK 70000\n" + det_bytes(100000))
+                                conn.shutdown_write()
+                                conn.recv_all()
+                        except (ssl.SSLError, OSError):
+                            pass
+                    else:
+                        a = attempt(tap.port, c, version=ver, path="/rec",
+                                    extra=b"Connection: close\r\n")
+                        if a.conn:
+                            a.conn.close()
+                    if not tap.wait(i, 10):
+                        problems.append("%s %s TLS%s: tap did not finish" % (label, c, ver))
+                        continue
+                    ok, why, types = walk_tls_records(bytes(tap.down[i]))
+                    if not ok:
+                        problems.append("%s %s TLS%s: %s" % (label, c, ver, why))
+                # garbage and plain HTTP
+                s = raw_connect(tap.port)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                read_until_closed(s, 5 * SLOW)
+                s.close()
+                i = len(scen)
+                if tap.wait(i, 10):
+                    ok, why, _ = walk_tls_records(bytes(tap.down[i]))
+                    if not ok:
+                        problems.append("%s plain HTTP: %s" % (label, why))
+                tap.close()
+        finally:
+            for _, gw in gws:
+                gw.stop()
+    if problems:
+        raise TestFailure(" | ".join(problems))
+
+
+@test("gw/sigterm-exit", timeout=60)
+def t_sigterm():
+    with EchoBackend() as be:
+        gw = gw_http(be)
+        a = attempt(port_of(gw), "client-good", path="/t")
+        check(a.accepted, "good: %r" % a)
+        rc = gw.stop()
+        check_eq(rc, 0, "exit code after SIGTERM")
+        err = gw.sanitizer_errors()
+        check(err is None, "sanitizer: %s" % err)
+
+
+@test("gw/ipv6-listen", timeout=60)
+def t_ipv6():
+    need_gw()
+    with EchoBackend() as be:
+        block = (HTTP_BLOCK % dict(extra="")).replace(
+            "listen 127.0.0.1:@P0@ ssl;", "listen [::1]:@P0@ ssl;").replace(
+            "proxy_set_header X-Custom-Identity $ssl_client_s_dn;",
+            "proxy_set_header X-Custom-Identity $ssl_client_s_dn;\n"
+            "            proxy_set_header X-Remote $remote_addr;")
+        p = free_port(socket.AF_INET6)
+        with Server("gw", http=[block], ports={"P0": p, "BPORT": be.port},
+                    name="v6").start(wait_ports=[]) as gw:
+            from lib import wait_port
+            check(wait_port(p, gw.proc, host="::1"), "no listen on [::1]:%d" % p)
+            a = attempt(p, "client-good", path="/v6", host="::1")
+            check(a.accepted, "IPv6 client: %r" % a)
+            hm = {n: v for n, v in rec_for(be, "/v6")["headers"]}
+            check_eq(hm.get("X-Remote"), "::1", "$remote_addr over IPv6")

@@ -1,0 +1,540 @@
+# SPDX-License-Identifier: MIT
+"""Oracle tests: the same server{} blocks run on nginx 1.22 and on ktlsgw; the
+decisions and the values the backend receives must be the same."""
+
+import base64
+import hashlib
+import os
+import re
+import subprocess
+import threading
+import time
+
+from lib import (Attempt, EchoBackend, Server, Skip, TestFailure, attempt, cert, chain_ders,
+                 check, check_eq, der_of, free_port, gw_available, need_gw, run_check, san,
+                 test, SLOW, GW_BIN, TMPROOT)
+
+CLIENTS = ["client-good", "client-int1", "client-int2", "client-expired", "client-notyet",
+           "client-revoked", "client-other", "client-self", "client-spiffe", "client-utf8",
+           "client-rsa", None]
+MODES = ["on", "optional", "optional_no_ca", "off"]
+DEPTHS = [1, 2, 3]
+
+SERVER_BLOCK = """
+    server {
+        listen 127.0.0.1:@P%(i)d@ ssl;
+        server_name localhost;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/%(ca)s;
+        ssl_verify_client %(mode)s;
+        ssl_verify_depth %(depth)d;
+        ssl_protocols TLSv1.2 TLSv1.3;
+%(extra)s
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+        }
+    }
+"""
+
+ERR_495 = "The SSL certificate error"
+ERR_496 = "No required SSL certificate was sent"
+
+
+def nginx_error_page(reason):
+    return ("<html>\r\n<head><title>400 %s</title></head>\r\n<body>\r\n"
+            "<center><h1>400 Bad Request</h1></center>\r\n<center>%s</center>\r\n"
+            "<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n" % (reason, reason))
+
+
+def cname(c):
+    return c or "none"
+
+
+def run_matrix(kind, servers, backend, extra_gw=""):
+    """servers: list of dicts (ca, mode, depth, extra). Returns {(i, client): Attempt}."""
+    ports = {"P%d" % i: free_port() for i in range(len(servers))}
+    ports["BPORT"] = backend.port
+    blocks = []
+    for i, sv in enumerate(servers):
+        extra = sv.get("extra", "")
+        if kind == "gw" and extra_gw:
+            extra += "\n        " + extra_gw
+        blocks.append(SERVER_BLOCK % dict(i=i, ca=sv["ca"], mode=sv["mode"], depth=sv["depth"],
+                                          extra="        " + extra))
+    res = {}
+    with Server(kind, http=blocks, ports=ports, name="matrix").start() as srv:
+        for i in range(len(servers)):
+            port = ports["P%d" % i]
+            for c in CLIENTS:
+                path = "/m/%s%s/%d/%s" % (kind, "-http" if extra_gw else "", i, cname(c))
+                a = attempt(port, c, path=path)
+                a.path = path
+                res[(i, c)] = a
+        srv.log_at_end = srv.logtext()
+    res["_log"] = srv.logtext()
+    return res
+
+
+def describe(sv):
+    return "%s/%s/depth%d%s" % (sv["ca"], sv["mode"], sv["depth"],
+                                "/" + sv["extra"].strip() if sv.get("extra") else "")
+
+
+def nginx_sane(servers, ng):
+    """Sanity of the oracle run itself (the harness works): a few known facts."""
+    for i, sv in enumerate(servers):
+        good = ng[(i, "client-good")]
+        check(good.accepted, "nginx rejected client-good on %s: %r" % (describe(sv), good))
+        if sv["mode"] == "on" and sv["ca"] == "ca-bundle.pem":
+            none = ng[(i, None)]
+            check(none.resp is not None and none.resp.status == 400 and
+                  ERR_496 in none.resp.body.decode(), "nginx: no cert on %s: %r" % (
+                      describe(sv), none))
+            other = ng[(i, "client-other")]
+            check(other.resp is not None and other.resp.status == 400,
+                  "nginx accepted client-other on %s" % describe(sv))
+        if sv["mode"] == "off":
+            for c in CLIENTS:
+                check(ng[(i, c)].accepted, "nginx off rejected %s" % cname(c))
+        for c in ("client-expired", "client-notyet"):
+            if sv["mode"] in ("on", "optional", "optional_no_ca"):
+                check(not ng[(i, c)].accepted, "nginx accepted %s on %s" % (c, describe(sv)))
+        if "crl" in sv.get("extra", "") and sv["mode"] != "off":
+            check(not ng[(i, "client-revoked")].accepted,
+                  "nginx accepted client-revoked on %s" % describe(sv))
+
+
+def compare_matrix(servers, ng, gw, backend, http_mode):
+    diffs = []
+    paths = set(backend.paths())
+    for i, sv in enumerate(servers):
+        for c in CLIENTS:
+            n, g = ng[(i, c)], gw[(i, c)]
+            where = "%s client=%s" % (describe(sv), cname(c))
+            if n.accepted:
+                if not g.accepted:
+                    diffs.append("%s: nginx 200, ktlsgw %r" % (where, g))
+                continue
+            check(n.resp is not None, "nginx gave no response at %s: %r" % (where, n))
+            if g.path in paths:
+                diffs.append("%s: rejected by nginx (%d) but ktlsgw reached the backend" % (
+                    where, n.resp.status))
+            if not http_mode:
+                if g.resp is not None:
+                    diffs.append("%s: nginx %d, ktlsgw answered HTTP %d (want failed handshake)" % (
+                        where, n.resp.status, g.resp.status))
+            else:
+                if g.resp is None:
+                    diffs.append("%s: nginx %d, ktlsgw %r" % (where, n.resp.status, g))
+                    continue
+                want = n.resp.body.replace(b"nginx/1.22.1", b"ktlsgw")
+                if g.resp.status != n.resp.status or g.resp.body != want:
+                    diffs.append("%s: nginx %d %r, ktlsgw %d %r" % (
+                        where, n.resp.status, want, g.resp.status, g.resp.body))
+                elif g.resp.header("Server") != "ktlsgw":
+                    diffs.append("%s: Server header %r" % (where, g.resp.header("Server")))
+            if n.path in paths:
+                diffs.append("%s: nginx reached the backend?!" % where)
+    return diffs
+
+
+def matrix_servers(ca, extra=""):
+    return [dict(ca=ca, mode=m, depth=d, extra=extra) for m in MODES for d in DEPTHS]
+
+
+def matrix_test(ca, extra):
+    servers = matrix_servers(ca, extra)
+    with EchoBackend() as be:
+        ng = run_matrix("nginx", servers, be)
+        nginx_sane(servers, ng)
+        need_gw()
+        gw = run_matrix("gw", servers, be)
+        diffs = compare_matrix(servers, ng, gw, be, False)
+        gwh = run_matrix("gw", servers, be, "ssl_verify_failure http;")
+        diffs += ["[ssl_verify_failure http] " + d for d in
+                  compare_matrix(servers, ng, gwh, be, True)]
+    if diffs:
+        raise TestFailure("%d mismatches: %s" % (len(diffs), " | ".join(diffs[:25])))
+
+
+def _mk_matrix(ca, extra, label):
+    @test("oracle/matrix/%s" % label, timeout=240)
+    def _t():
+        matrix_test(ca, extra)
+
+
+_mk_matrix("ca-bundle.pem", "", "ca-bundle")
+_mk_matrix("ca-all.pem", "", "ca-all")
+_mk_matrix("ca-bundle.pem", "ssl_crl @CERTS@/crl-all.pem;", "ca-bundle+crl-all")
+_mk_matrix("ca-all.pem", "ssl_crl @CERTS@/crl-all.pem;", "ca-all+crl-all")
+
+
+@test("oracle/crl-expired", timeout=120)
+def t_crl_expired():
+    servers = [dict(ca="ca-all.pem", mode=m, depth=3, extra="ssl_crl @CERTS@/crl-expired.pem;")
+               for m in ("on", "optional", "optional_no_ca")]
+    with EchoBackend() as be:
+        ng = run_matrix("nginx", servers, be)
+        check(not ng[(0, "client-good")].accepted, "nginx accepted client-good with an expired CRL")
+        check("CRL has expired" in ng["_log"], "nginx log lacks 'CRL has expired'")
+        need_gw()
+        gw = run_matrix("gw", servers, be)
+        diffs = compare_matrix(servers, ng, gw, be, False)
+        check("CRL has expired" in gw["_log"],
+              "ktlsgw log lacks 'CRL has expired': %s" % gw["_log"][-800:])
+    if diffs:
+        raise TestFailure("%d mismatches: %s" % (len(diffs), " | ".join(diffs[:25])))
+
+
+# ---------------------------------------------------------------------------
+# Variables
+
+NGINX_VARS = ["ssl_client_cert", "ssl_client_raw_cert", "ssl_client_escaped_cert",
+              "ssl_client_s_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn",
+              "ssl_client_i_dn_legacy", "ssl_client_serial", "ssl_client_fingerprint",
+              "ssl_client_verify", "ssl_client_v_start", "ssl_client_v_end",
+              "ssl_client_v_remain", "ssl_protocol", "ssl_cipher", "ssl_server_name",
+              "ssl_session_reused", "remote_addr", "remote_port", "server_port",
+              "proxy_add_x_forwarded_for"]
+GW_VARS = ["ssl_client_fingerprint_sha256", "ssl_client_san_dns", "ssl_client_san_uri",
+           "ssl_client_spiffe_id", "ssl_client_xfcc", "ssl_client_cert_rfc9440",
+           "ssl_client_chain_rfc9440"]
+
+
+def hname(var):
+    return "X-V-" + var.replace("_", "-")
+
+
+def var_block(i, ca, mode, depth, gw):
+    hs = "\n".join("            proxy_set_header %s $%s;" % (hname(v), v) for v in
+                   NGINX_VARS + (GW_VARS if gw else []))
+    return """
+    server {
+        listen 127.0.0.1:@P%d@ ssl;
+        server_name localhost;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/%s;
+        ssl_verify_client %s;
+        ssl_verify_depth %d;
+        ssl_session_cache shared:SSL:1m;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+%s
+            proxy_pass http://127.0.0.1:@BPORT@;
+        }
+    }
+""" % (i, ca, mode, depth, hs)
+
+
+VAR_SERVERS = [("ca-all.pem", "on", 3), ("ca-root.pem", "optional_no_ca", 1),
+               ("ca-all.pem", "optional", 3)]
+# (server index, client, tls version, resume)
+VAR_CASES = [(0, "client-good", "1.3", False), (0, "client-good", "1.2", False),
+             (0, "client-utf8", None, False), (0, "client-spiffe", None, False),
+             (0, "client-rsa", "1.2", False), (0, "client-int2", None, False),
+             (1, "client-other", None, False), (1, "client-self", None, False),
+             (1, "client-good", None, False), (2, None, None, False),
+             (0, "client-good", "1.3", True), (0, "client-rsa", "1.2", True)]
+
+
+def backend_vars(be, path):
+    recs = [r for r in be.requests if r["target"] == path]
+    if len(recs) != 1:
+        raise TestFailure("backend got %d requests for %s" % (len(recs), path))
+    out = {}
+    for n, v in recs[0]["headers"]:
+        if n.startswith("X-V-"):
+            if n in out:
+                raise TestFailure("header %s twice" % n)
+            out[n] = v
+    return out
+
+
+def run_vars(kind, be):
+    ports = {"P%d" % i: free_port() for i in range(len(VAR_SERVERS))}
+    ports["BPORT"] = be.port
+    blocks = [var_block(i, *sv, kind == "gw") for i, sv in enumerate(VAR_SERVERS)]
+    res = []
+    with Server(kind, http=blocks, ports=ports, name="vars").start():
+        for n, (si, c, ver, resume) in enumerate(VAR_CASES):
+            port = ports["P%d" % si]
+            sess = None
+            if resume:
+                a0 = attempt(port, c, path="/v/%s/%d/first" % (kind, n), version=ver,
+                             sni="localhost", keep=True)
+                check(a0.accepted, "%s: first connection for resumption: %r" % (kind, a0))
+                sess = a0.conn.session
+                a0.conn.close()
+                check(sess is not None, "no session to resume")
+            path = "/v/%s/%d" % (kind, n)
+            a = attempt(port, c, path=path, version=ver, sni="localhost", session=sess,
+                        extra=b"X-Forwarded-For: 192.0.2.7\r\n", keep=True)
+            check(a.accepted, "%s: case %d (%s) not accepted: %r" % (kind, n, c, a))
+            lp = a.conn.local_port()
+            reused = a.conn.obj.session_reused
+            a.conn.close()
+            v = backend_vars(be, path)
+            # connection-specific values: check them, then normalise
+            rp = v.get(hname("remote_port"))
+            check_eq(rp, str(lp), "%s case %d $remote_port" % (kind, n))
+            v[hname("remote_port")] = "<client port>"
+            sp = v.get(hname("server_port"))
+            check_eq(sp, str(port), "%s case %d $server_port" % (kind, n))
+            v[hname("server_port")] = "<listen port>"
+            if resume:
+                check(reused, "%s case %d: client did not resume" % (kind, n))
+            res.append(v)
+    return res
+
+
+def expected_gw_vars(c):
+    der = der_of(c + ".crt")
+    dns = san(c, "DNS")
+    uri = san(c, "URI")
+    spiffe = [u for u in uri if u.startswith("spiffe://")]
+    chain = chain_ders(c)
+    return {
+        "ssl_client_fingerprint_sha256": hashlib.sha256(der).hexdigest(),
+        "ssl_client_san_dns": ",".join(dns),
+        "ssl_client_san_uri": ",".join(uri),
+        "ssl_client_spiffe_id": spiffe[0] if len(spiffe) == 1 else "",
+        "ssl_client_cert_rfc9440": ":%s:" % base64.b64encode(der).decode(),
+        "ssl_client_chain_rfc9440": ", ".join(":%s:" % base64.b64encode(d).decode()
+                                              for d in chain),
+    }
+
+
+@test("oracle/variables", timeout=180)
+def t_variables():
+    with EchoBackend() as be:
+        ng = run_vars("nginx", be)
+        # oracle sanity: values computed in Python agree with nginx's
+        for n, (si, c, ver, resume) in enumerate(VAR_CASES):
+            v = ng[n]
+            if c is None:
+                check_eq(v.get(hname("ssl_client_verify")), "NONE", "nginx verify without cert")
+                continue
+            der = der_of(c + ".crt")
+            check_eq(v.get(hname("ssl_client_fingerprint")), hashlib.sha1(der).hexdigest(),
+                     "nginx sha1 fingerprint of %s" % c)
+            check_eq(v.get(hname("ssl_session_reused")), "r" if resume else ".",
+                     "nginx $ssl_session_reused case %d" % n)
+            check_eq(v.get(hname("proxy_add_x_forwarded_for")), "192.0.2.7, 127.0.0.1",
+                     "nginx $proxy_add_x_forwarded_for")
+        check(ng[6][hname("ssl_client_verify")].startswith("FAILED:"), "nginx other: not FAILED")
+        check("\n\t" in ng[0][hname("ssl_client_cert")], "nginx $ssl_client_cert has no LF TAB")
+        need_gw()
+        gw = run_vars("gw", be)
+    diffs = []
+    for n, (si, c, ver, resume) in enumerate(VAR_CASES):
+        nv, gv = ng[n], gw[n]
+        for var in NGINX_VARS:
+            h = hname(var)
+            if nv.get(h) != gv.get(h):
+                diffs.append("case %d %s %s: nginx %r ktlsgw %r" % (
+                    n, cname(c), var, nv.get(h), gv.get(h)))
+        if c is not None and VAR_SERVERS[si][1] == "on":
+            for var, want in expected_gw_vars(c).items():
+                got = gv.get(hname(var))
+                if got != want and not (want == "" and got is None):
+                    diffs.append("case %d %s $%s: got %r want %r" % (n, c, var, got, want))
+            xf = gv.get(hname("ssl_client_xfcc")) or ""
+            exp = expected_gw_vars(c)
+            need = ["Hash=" + exp["ssl_client_fingerprint_sha256"]]
+            need += ["URI=" + u for u in san(c, "URI")] + ["DNS=" + d for d in san(c, "DNS")]
+            for part in need:
+                if part not in xf:
+                    diffs.append("case %d %s $ssl_client_xfcc %r lacks %r" % (n, c, xf, part))
+    if diffs:
+        raise TestFailure("%d differences: %s" % (len(diffs), " | ".join(diffs[:30])))
+
+
+# ---------------------------------------------------------------------------
+# The seed document's server{} blocks
+
+SEED1 = """server {
+listen @P0@ ssl;
+server_name service.domain.com;
+ssl_certificate @CERTS@/server.crt;
+ssl_certificate_key @CERTS@/server.key;
+ssl_client_certificate @CERTS@/ca-bundle.pem;
+ssl_verify_client on;
+# Additional security settings
+ssl_protocols TLSv1.2 TLSv1.3;
+ssl_prefer_server_ciphers on;
+%s}
+"""
+SEED2 = """server {
+listen @P0@ ssl;
+server_name service.domain.com;
+# Server certificates
+ssl_certificate @CERTS@/server.crt;
+ssl_certificate_key @CERTS@/server.key;
+# Client certificate configuration
+ssl_client_certificate @CERTS@/ca-bundle.pem;
+ssl_verify_client on;
+# Recommended additional parameters
+ssl_verify_depth 2;
+ssl_protocols TLSv1.2;
+ssl_ciphers HIGH:!aNULL:!MD5;
+%s}
+"""
+# The seed's "additional parameters", added to the first block.
+SEED1_EXTRA = """ssl_verify_depth 3; # Ensure proper chain verification depth
+ssl_crl @CERTS@/crl-all.pem; # If using Certificate Revocation Lists
+ssl_session_cache shared:SSL:10m;
+ssl_session_timeout 10m;
+"""
+PROXY = """location / {
+proxy_pass http://127.0.0.1:@BPORT@;
+proxy_set_header X-SSL-Cert $ssl_client_cert;
+proxy_set_header X-SSL-Verify $ssl_client_verify;
+proxy_set_header X-SSL-Serial $ssl_client_serial;
+}
+"""
+
+
+def write_conf(name, text):
+    d = os.path.join(TMPROOT, "conf-%s-%d" % (name, time.monotonic_ns()))
+    os.makedirs(d)
+    p = os.path.join(d, name)
+    with open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def seed_check(label, block):
+    from lib import subst
+    need_gw()
+    p = write_conf(label + ".conf", "error_log stderr debug;\n" + subst(block, {"P0": free_port()}))
+    rc, out = run_check(p)
+    check(rc == 0, "ktlsgw -t on %s: exit %d: %s" % (label, rc, out.strip()[-600:]))
+    check("syntax is ok" in out and "test is successful" in out,
+          "ktlsgw -t on %s: output %r" % (label, out[-600:]))
+
+
+@test("oracle/seed/check-as-is")
+def t_seed_check():
+    seed_check("seed1", SEED1 % "")
+    seed_check("seed2", SEED2 % "")
+    seed_check("seed1-extra", SEED1 % SEED1_EXTRA)
+    # another helper's copies, if present (paths there are theirs)
+    for f in ("seed-server1.conf", "seed-server2.conf"):
+        p = os.path.join(os.path.dirname(__file__), "..", "configs", f)
+        if os.path.isfile(p):
+            with open(p) as fh:
+                txt = fh.read()
+            seed_check(f, txt.replace("@CERTS@", os.path.dirname(cert("x"))))
+
+
+def seed_behaviour(block, cases):
+    results = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server(kind, http=[block % PROXY], ports=ports, name="seed").start():
+                for c, ver in cases:
+                    a = attempt(ports["P0"], c, version=ver, sni="service.domain.com",
+                                path="/seed/%s/%s/%s" % (kind, cname(c), ver))
+                    results[(kind, c, ver)] = a
+        diffs = []
+        paths = set(be.paths())
+        for c, ver in cases:
+            n, g = results[("nginx", c, ver)], results[("gw", c, ver)]
+            if n.accepted != g.accepted:
+                diffs.append("%s %s: nginx %r ktlsgw %r" % (cname(c), ver, n, g))
+            elif n.accepted and n.resp.json()["headers"] and g.resp is not None:
+                nh = {k: v for k, v in n.resp.json()["headers"] if k.startswith("X-SSL-")}
+                gh = {k: v for k, v in g.resp.json()["headers"] if k.startswith("X-SSL-")}
+                if nh != gh:
+                    diffs.append("%s %s: headers nginx %r ktlsgw %r" % (cname(c), ver, nh, gh))
+            if not n.accepted and "/seed/gw/%s/%s" % (cname(c), ver) in paths:
+                diffs.append("%s %s: rejected client reached the backend" % (cname(c), ver))
+    return diffs
+
+
+SEED_CASES = [(c, v) for c in ("client-good", "client-int1", "client-int2", "client-rsa",
+                               "client-expired", "client-revoked", "client-other", "client-self",
+                               None) for v in ("1.2", "1.3")]
+
+
+@test("oracle/seed/server1", timeout=120)
+def t_seed1():
+    diffs = seed_behaviour(SEED1 % ("%s"), SEED_CASES)
+    diffs += ["[+extra] " + d for d in seed_behaviour(SEED1 % (SEED1_EXTRA + "%s"), SEED_CASES)]
+    if diffs:
+        raise TestFailure(" | ".join(diffs))
+
+
+@test("oracle/seed/server2", timeout=120)
+def t_seed2():
+    diffs = seed_behaviour(SEED2 % ("%s"), [(c, "1.2") for c, v in SEED_CASES if v == "1.2"])
+    if diffs:
+        raise TestFailure(" | ".join(diffs))
+
+
+@test("oracle/seed/openssl-s_client", timeout=120)
+def t_s_client():
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server(kind, http=[SEED1 % PROXY], ports=ports, name="sclient").start():
+                out = s_client(ports["P0"], "/sclient/" + kind)
+            check("Verify return code: 0 (ok)" in out,
+                  "%s: s_client output lacks 'Verify return code: 0 (ok)': %s" % (kind, out[-800:]))
+            check("HTTP/1.1 200 OK" in out and '"/sclient/%s"' % kind in out,
+                  "%s: no backend answer through s_client: %s" % (kind, out[-800:]))
+            check("/sclient/" + kind in be.paths(), "%s: backend not reached" % kind)
+
+
+def s_client(port, path, timeout=15):
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-cert",
+            cert("client-good.crt"), "-key", cert("client-good.key"), "-CAfile",
+            cert("ca-root.pem")]
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    buf = bytearray()
+
+    def rd():
+        while True:
+            d = p.stdout.read1(65536)
+            if not d:
+                return
+            buf.extend(d)
+
+    t = threading.Thread(target=rd, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + timeout * SLOW
+        while b"Verify return code" not in buf and time.monotonic() < deadline:
+            if p.poll() is not None:
+                break
+            time.sleep(0.05)
+        # wait for the session ticket(s) so that s_client is in its read loop
+        time.sleep(0.3)
+        p.stdin.write(("GET %s HTTP/1.1\r\nHost: service.domain.com\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+        p.stdin.flush()
+        while time.monotonic() < deadline and p.poll() is None:
+            if b'"body_sha256"' in buf and b"}" in buf[buf.rfind(b'"body_sha256"'):]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.1)
+    finally:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        try:
+            p.wait(3)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(3)
+        t.join(3)
+    return buf.decode("utf-8", "replace")
