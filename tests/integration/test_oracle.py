@@ -538,3 +538,108 @@ def s_client(port, path, timeout=15):
             p.wait(3)
         t.join(3)
     return buf.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# Harness self-tests against nginx alone (the tools the gw tests rely on)
+
+NGINX_STREAM = """
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/ca-all.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        proxy_pass 127.0.0.1:@BPORT@;
+        proxy_protocol on;
+        proxy_half_close on;
+    }
+"""
+
+
+@test("harness/nginx-stream-pp1-half-close", timeout=120)
+def t_harness_stream():
+    import json as _json
+    from lib import ProxyReceiver, TlsConn, _TlsReader, det_bytes
+    with ProxyReceiver() as pr:
+        ports = {"P0": free_port(), "BPORT": pr.port}
+        with Server("nginx", stream=[NGINX_STREAM], ports=ports, name="hstream").start():
+            with TlsConn(ports["P0"], "client-good", version="1.3") as c:
+                c.handshake()
+                c.send(b"INFO\n")
+                rd = _TlsReader(c)
+                info = _json.loads(rd.until(b"\n"))
+                check_eq(info["version"], 1, "PROXY version")
+                check_eq((info["src"], info["sport"]), ("127.0.0.1", c.local_port()), "v1 source")
+                check_eq(info["dport"], ports["P0"], "v1 destination port")
+                c.send(b"abc\n")
+                check_eq(rd.until(b"\n"), b"abc\n", "echo")
+            n = 1 << 20
+            with TlsConn(ports["P0"], "client-good", version="1.2") as c:
+                c.handshake()
+                up = det_bytes(n, b"x")
+                c.send(b"SINK %d\n" % n + up)
+                c.shutdown_write()
+                rd = _TlsReader(c)
+                j = _json.loads(rd.until(b"\n"))
+                check_eq((j["len"], j["sha256"]), (n, hashlib.sha256(up).hexdigest()), "sink")
+                down = rd.buf + c.recv_all()
+                check_eq(down, det_bytes(n, b"sink"), "bytes after the half-close")
+
+
+@test("harness/tls-record-walker-on-nginx", timeout=60)
+def t_harness_walker():
+    from lib import Tap, raw_connect, read_until_closed, walk_tls_records
+    with EchoBackend() as be:
+        ports = {"P0": free_port(), "BPORT": be.port}
+        blk = SERVER_BLOCK % dict(i=0, ca="ca-bundle.pem", mode="on", depth=2, extra="")
+        with Server("nginx", http=[blk], ports=ports, name="walker").start():
+            tap = Tap(ports["P0"])
+            a = attempt(tap.port, "client-good", extra=b"Connection: close\r\n")
+            check(a.accepted, "through the tap: %r" % a)
+            check(tap.wait(0), "tap (good)")
+            ok, why, types = walk_tls_records(bytes(tap.down[0]))
+            check(ok and 23 in types and 22 in types, "good path: %s %r" % (why, types))
+            s = raw_connect(tap.port)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data, closed, _ = read_until_closed(s, 5)
+            s.close()
+            check(tap.wait(1), "tap (plain HTTP)")
+            ok, why, _ = walk_tls_records(bytes(tap.down[1]))
+            # nginx answers plain HTTP with a plain-text 400: the walker must see it
+            check(not ok and b"400" in data, "walker missed nginx's plain-text 400: %r" % data[:80])
+
+
+@test("oracle/default-protocols", timeout=60)
+def t_default_protocols():
+    """nginx 1.22's default ssl_protocols is TLSv1 TLSv1.1 TLSv1.2: no TLS 1.3."""
+    blk = """
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+            proxy_set_header X-Proto $ssl_protocol;
+        }
+    }
+"""
+    out = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server(kind, http=[blk], ports=ports, name="proto").start():
+                for ver in ("1.3", None):
+                    a = attempt(ports["P0"], None, version=ver)
+                    out[(kind, ver)] = (a.accepted, a.accepted and dict(
+                        (k, v) for k, v in a.resp.json()["headers"]).get("X-Proto"))
+            if kind == "nginx":
+                check_eq(out[("nginx", "1.3")], (False, False), "nginx TLS 1.3 by default")
+                check_eq(out[("nginx", None)], (True, "TLSv1.2"), "nginx default protocol")
+    for ver in ("1.3", None):
+        check_eq(out[("gw", ver)], out[("nginx", ver)], "client max %s: (accepted, $ssl_protocol)"
+                 % (ver or "any"))
