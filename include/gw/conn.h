@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker (one io_uring, its listeners and connections) and the
+ * per-connection state machine: accept -> TLS handshake (OpenSSL on the
+ * socket, readiness from io_uring polls) -> verification decision ->
+ * identity -> backend connect -> relay (tier U: OpenSSL over memory BIOs,
+ * every socket read and write an io_uring op) -> close_notify / teardown.
+ */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <liburing.h>
+#include <openssl/ssl.h>
+#include "gw/common.h"
+#include "gw/config.h"
+#include "gw/http.h"
+#include "gw/identity.h"
+#include "gw/tls.h"
+
+/* io_uring user_data = pointer | op kind (objects are 16-byte aligned). */
+enum op_kind {
+	OP_IGNORE = 0, /* cancel requests and the like: nothing to do */
+	OP_ACCEPT = 1,
+	OP_POLL_CLIENT = 2,
+	OP_RECV_CLIENT = 3,
+	OP_SEND_CLIENT = 4,
+	OP_CONNECT = 5,
+	OP_RECV_BACKEND = 6,
+	OP_SEND_BACKEND = 7,
+	OP_SHUT_BACKEND = 8,
+	OP_TICK = 9,
+	OP_SIGNAL = 10,
+};
+#define OP_MASK 0xfULL
+
+struct worker;
+
+/* One listening socket and the server{} blocks that share it (SNI group). */
+struct listener {
+	struct worker *w;
+	int fd;
+	const struct gw_listen *listen; /* of the default server */
+	struct tls_srv **group;		/* [0] = default server */
+	size_t ngroup;
+	bool armed; /* a multishot accept is in flight */
+};
+
+struct access_log {
+	char *path;
+	int fd;
+};
+
+/* Connection life cycle */
+enum conn_state {
+	CS_HANDSHAKE = 0,
+	CS_CONNECTING, /* handshake done, backend connect in flight */
+	CS_RELAY,
+	CS_REJECT, /* ssl_verify_failure http / 502: wait for a request head, answer a page */
+	CS_CLOSING,
+};
+
+#define GW_IO_BUF 16384
+
+struct conn {
+	struct conn *prev, *next; /* worker's list */
+	struct worker *w;
+	struct listener *lst;
+	unsigned long id;
+	enum conn_state state;
+	int cfd, bfd;
+	SSL *ssl;
+	const struct gw_server *srv; /* after SNI */
+	struct sockaddr_storage peer, local;
+	char peer_text[64];
+	struct gw_identity ident;
+	int inflight;	      /* ops submitted and not completed */
+	uint64_t deadline_ms; /* handshake, connect or idle deadline (monotonic) */
+	uint64_t start_ms;
+	const char *close_reason;
+	int reject_status; /* CS_REJECT: 495, 496, 502 */
+
+	/* client -> backend */
+	char crx[GW_IO_BUF];
+	bool crx_busy;
+	bool client_eof; /* close_notify or FIN from the client */
+	struct buf c2b;	 /* plaintext waiting to be sent to the backend */
+	bool bsend_busy;
+	bool backend_shut; /* SHUT_WR sent to the backend */
+	struct http_parser hp;
+	struct http_rewrite rw;
+
+	/* backend -> client */
+	char brx[GW_IO_BUF];
+	bool brx_busy;
+	bool backend_eof;
+	struct buf b2c; /* TLS records waiting to be sent to the client */
+	bool csend_busy;
+	bool close_notify_sent;
+	bool finish_after_flush; /* close once b2c is flushed */
+
+	uint64_t bytes_up, bytes_down; /* plaintext client->backend, backend->client */
+};
+
+struct worker {
+	struct io_uring ring;
+	const struct gw_config *cfg;
+	struct listener *listeners;
+	size_t nlisteners;
+	struct conn *conns; /* list head */
+	unsigned long nconns;
+	unsigned long next_id;
+	bool draining;
+	bool stop;
+	uint64_t drain_deadline_ms;
+	int sigfd;
+	char sigbuf[128];
+	struct __kernel_timespec tick;
+	struct access_log *logs;
+	size_t nlogs;
+	char tick_tag[16] __attribute__((aligned(16))); /* user_data target for OP_TICK */
+	bool reload;
+};
+
+uint64_t gw_now_ms(void);
+
+/* Submission helper: an SQE (submitting first if the ring is full), never NULL. */
+struct io_uring_sqe *worker_sqe(struct worker *w);
+
+/* Accepted socket @fd on @lst: allocate a conn and start the handshake. */
+void conn_accepted(struct listener *lst, int fd);
+/* A completion for @c. */
+void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flags);
+/* Close @c now (abortive); @reason is logged. */
+void conn_abort(struct conn *c, const char *reason);
+/* The 1 s tick: expire deadlines. */
+void conn_sweep(struct worker *w, uint64_t now);
+/* Log line for the access log of @c's server (at close). */
+void conn_free_all(struct worker *w);
+
+#endif /* GW_CONN_H */

@@ -1,0 +1,786 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Per-connection state machine (see gw/conn.h). Every socket operation of
+ * the relay is an io_uring op; OpenSSL drives the handshake on the socket
+ * itself (io_uring polls give readiness) and then, for tier U, works on
+ * memory BIOs that io_uring recv/send fill and drain.
+ *
+ * Invariants:
+ * - one recv per direction in flight at most, and no new recv before what
+ *   the previous one produced has been sent (bounded memory, backpressure);
+ * - a conn is freed only when no op references it (inflight == 0);
+ * - nothing is written to the client socket except OpenSSL's records;
+ * - no byte reaches the backend before tls_verify_decision() accepted.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include "gw/conn.h"
+#include "gw/log.h"
+#include "gw/proxy_proto.h"
+
+#define conn_log(c, lvl, fmt, ...) gw_log(lvl, "conn=%lu " fmt, (c)->id, ##__VA_ARGS__)
+
+static void conn_step(struct conn *c);
+static void conn_maybe_free(struct conn *c);
+
+static inline uint64_t tag(void *p, enum op_kind k)
+{
+	return (uint64_t)(uintptr_t)p | (uint64_t)k;
+}
+
+static struct io_uring_sqe *conn_sqe(struct conn *c, enum op_kind k)
+{
+	struct io_uring_sqe *sqe = worker_sqe(c->w);
+
+	io_uring_sqe_set_data64(sqe, tag(c, k));
+	c->inflight++;
+	return sqe;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, len, "unix");
+	}
+}
+
+static long idle_ms(const struct conn *c)
+{
+	return c->srv->idle_timeout_ms > 0 ? c->srv->idle_timeout_ms : 75000;
+}
+
+static void touch(struct conn *c)
+{
+	if (c->state == CS_RELAY || c->state == CS_REJECT)
+		c->deadline_ms = gw_now_ms() + (uint64_t)idle_ms(c);
+}
+
+/* ---------------------------------------------------------------- teardown */
+
+static void access_log_write(struct conn *c)
+{
+	struct worker *w = c->w;
+	const char *path = c->srv ? c->srv->access_log : NULL;
+	struct access_log *al = NULL;
+	char when[64];
+	struct tm tm;
+	time_t now = time(NULL);
+	struct buf line = {};
+
+	if (!path)
+		return;
+	for (size_t i = 0; i < w->nlogs; i++)
+		if (strcmp(w->logs[i].path, path) == 0)
+			al = &w->logs[i];
+	if (!al || al->fd < 0)
+		return;
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
+	/*
+	 * One line per connection (ktlsgw relays, it does not parse responses):
+	 * remote address, time, TLS, verification, subject, requests, bytes, tier.
+	 */
+	if (buf_printf(&line,
+		       "%s - [%s] \"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
+		       "up=%llu down=%llu tier=U duration=%.3f reason=\"%s\"\n",
+		       c->peer_text, when, c->ident.protocol ? c->ident.protocol : "-",
+		       c->ident.cipher ? c->ident.cipher : "-", c->ident.verify ? c->ident.verify : "-",
+		       c->ident.s_dn ? c->ident.s_dn : "", c->ident.server_name ? c->ident.server_name : "",
+		       c->hp.requests, (unsigned long long)c->bytes_up,
+		       (unsigned long long)c->bytes_down,
+		       (double)(gw_now_ms() - c->start_ms) / 1000.0,
+		       c->close_reason ? c->close_reason : "") == 0) {
+		if (write(al->fd, line.data, line.len) < 0)
+			pr_warn("access_log %s: %s", path, strerror(errno));
+	}
+	buf_free(&line);
+}
+
+/*
+ * Abortive close: cancel every op on both sockets; the memory goes when the
+ * last completion comes back.
+ */
+void conn_abort(struct conn *c, const char *reason)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state == CS_CLOSING)
+		return;
+	if (!c->close_reason)
+		c->close_reason = reason;
+	c->state = CS_CLOSING;
+	conn_log(c, GW_LOG_INFO, "closed: %s", reason);
+	access_log_write(c);
+	if (c->cfd >= 0) {
+		sqe = worker_sqe(c->w);
+		io_uring_prep_cancel_fd(sqe, c->cfd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	}
+	if (c->bfd >= 0) {
+		sqe = worker_sqe(c->w);
+		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	}
+	conn_maybe_free(c);
+}
+
+static void conn_free(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	if (c->cfd >= 0)
+		close(c->cfd);
+	if (c->bfd >= 0)
+		close(c->bfd);
+	SSL_free(c->ssl);
+	identity_clear(&c->ident);
+	http_parser_free(&c->hp);
+	buf_free(&c->c2b);
+	buf_free(&c->b2c);
+	free(c);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+	if (c->state == CS_CLOSING && c->inflight == 0)
+		conn_free(c);
+}
+
+void conn_free_all(struct worker *w)
+{
+	while (w->conns)
+		conn_free(w->conns);
+}
+
+/* --------------------------------------------------------------- accepting */
+
+void conn_accepted(struct listener *lst, int fd)
+{
+	struct worker *w = lst->w;
+	struct conn *c;
+	socklen_t len;
+	int one = 1;
+
+	if (w->cfg->worker_connections > 0 &&
+	    w->nconns >= (unsigned long)w->cfg->worker_connections) {
+		pr_warn("%d worker_connections are not enough, closing new connection",
+			w->cfg->worker_connections);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		pr_err("accept: out of memory");
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->lst = lst;
+	c->id = ++w->next_id;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->srv = tls_srv_server(lst->group[0]);
+	c->start_ms = gw_now_ms();
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	http_parser_init(&c->hp);
+
+	len = sizeof(c->peer);
+	getpeername(fd, (struct sockaddr *)&c->peer, &len);
+	len = sizeof(c->local);
+	getsockname(fd, (struct sockaddr *)&c->local, &len);
+	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	c->ssl = tls_ssl_new(lst->group[0], fd);
+	if (!c->ssl) {
+		gw_log_ssl_errors(GW_LOG_ERR, "SSL_new");
+		conn_abort(c, "SSL_new failed");
+		return;
+	}
+	c->deadline_ms = c->start_ms + (uint64_t)(c->srv->handshake_timeout_ms > 0
+							  ? c->srv->handshake_timeout_ms
+							  : 10000);
+	conn_log(c, GW_LOG_DEBUG, "accepted from %s", c->peer_text);
+	conn_step(c);
+}
+
+/* --------------------------------------------------------------- the relay */
+
+static void client_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->crx_busy || c->client_eof || buf_avail(&c->c2b) || c->state == CS_CLOSING)
+		return;
+	sqe = conn_sqe(c, OP_RECV_CLIENT);
+	io_uring_prep_recv(sqe, c->cfd, c->crx, sizeof(c->crx), 0);
+	c->crx_busy = true;
+}
+
+static void backend_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->brx_busy || c->backend_eof || c->bfd < 0 || buf_avail(&c->b2c) ||
+	    c->state != CS_RELAY || c->finish_after_flush)
+		return;
+	sqe = conn_sqe(c, OP_RECV_BACKEND);
+	io_uring_prep_recv(sqe, c->bfd, c->brx, sizeof(c->brx), 0);
+	c->brx_busy = true;
+}
+
+/* Move OpenSSL's pending records into b2c and send them to the client. */
+static void client_flush(struct conn *c)
+{
+	BIO *wbio = SSL_get_wbio(c->ssl);
+	struct io_uring_sqe *sqe;
+	size_t pend;
+
+	if (c->csend_busy || c->state == CS_CLOSING)
+		return;
+	pend = wbio ? BIO_ctrl_pending(wbio) : 0;
+	if (pend) {
+		if (buf_reserve(&c->b2c, pend)) {
+			conn_abort(c, "out of memory");
+			return;
+		}
+		int n = BIO_read(wbio, c->b2c.data + c->b2c.len, (int)pend);
+		if (n > 0)
+			c->b2c.len += (size_t)n;
+	}
+	if (!buf_avail(&c->b2c)) {
+		if (c->finish_after_flush) {
+			conn_abort(c, c->close_reason ? c->close_reason : "done");
+			return;
+		}
+		backend_recv(c);
+		return;
+	}
+	sqe = conn_sqe(c, OP_SEND_CLIENT);
+	io_uring_prep_send(sqe, c->cfd, buf_head(&c->b2c), buf_avail(&c->b2c), MSG_NOSIGNAL);
+	c->csend_busy = true;
+}
+
+static void backend_flush(struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->bsend_busy || c->state == CS_CLOSING || c->bfd < 0)
+		return;
+	if (!buf_avail(&c->c2b)) {
+		if (c->client_eof && !c->backend_shut && c->state == CS_RELAY) {
+			/* the client finished sending: pass the half-close on */
+			sqe = conn_sqe(c, OP_SHUT_BACKEND);
+			io_uring_prep_shutdown(sqe, c->bfd, SHUT_WR);
+			c->backend_shut = true;
+			c->bsend_busy = true;
+			return;
+		}
+		client_recv(c);
+		return;
+	}
+	sqe = conn_sqe(c, OP_SEND_BACKEND);
+	io_uring_prep_send(sqe, c->bfd, buf_head(&c->c2b), buf_avail(&c->c2b), MSG_NOSIGNAL);
+	c->bsend_busy = true;
+}
+
+/* Queue close_notify and close once everything for the client has left. */
+static void conn_finish(struct conn *c, const char *reason)
+{
+	if (c->state == CS_CLOSING)
+		return;
+	if (!c->close_reason)
+		c->close_reason = reason;
+	if (!c->close_notify_sent) {
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+		c->close_notify_sent = true;
+	}
+	c->finish_after_flush = true;
+	client_flush(c);
+}
+
+/* Answer @status with nginx's page and close (ssl_verify_failure http, 502, 4xx). */
+static void conn_answer_error(struct conn *c, int status, const char *reason)
+{
+	struct buf page = {};
+	int n;
+
+	if (c->bfd >= 0) {
+		/* nothing more goes to the backend; its pending answer is dropped */
+		shutdown(c->bfd, SHUT_RDWR);
+	}
+	if (http_error_response(status, &page) == 0) {
+		n = SSL_write(c->ssl, page.data, (int)page.len);
+		if (n <= 0)
+			ERR_clear_error();
+	}
+	buf_free(&page);
+	c->client_eof = true;
+	conn_finish(c, reason);
+}
+
+static int inject_headers(void *arg, const char *xff, const char *host, struct buf *out)
+{
+	struct conn *c = arg;
+	struct gw_var_ctx ctx = {
+		.id = &c->ident,
+		.peer = (const struct sockaddr *)&c->peer,
+		.local = (const struct sockaddr *)&c->local,
+		.xff = xff,
+		.host = host,
+		.server_name = c->srv->nserver_names ? c->srv->server_names[0] : "",
+	};
+
+	for (size_t i = 0; i < c->srv->nheaders; i++) {
+		const struct gw_header *h = &c->srv->headers[i];
+		size_t mark = out->len;
+
+		if (buf_puts(out, h->name) || buf_append(out, ": ", 2))
+			return -ENOMEM;
+		size_t vstart = out->len;
+		if (tmpl_render(&h->value, &ctx, out))
+			return -ENOMEM;
+		if (out->len == vstart) {
+			/* nginx does not send a header whose value is empty */
+			out->len = mark;
+			continue;
+		}
+		if (buf_append(out, "\r\n", 2))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Plaintext from the client: rewrite (http) or pass (stream) into c2b. */
+static int client_plain(struct conn *c, const char *p, size_t n)
+{
+	int status = 0, err;
+
+	c->bytes_up += n;
+	if (c->state == CS_REJECT) {
+		/* only wait for a complete request head before answering */
+		struct buf sink = {};
+
+		err = http_feed(&c->hp, &c->rw, p, n, &sink, &status);
+		buf_free(&sink);
+		if (err || c->hp.requests > 0 || c->hp.state != HTTP_S_HEAD) {
+			conn_answer_error(c, c->reject_status, c->close_reason);
+			return -ECANCELED;
+		}
+		return 0;
+	}
+	if (c->srv->mode == GW_MODE_STREAM)
+		return buf_append(&c->c2b, p, n);
+	err = http_feed(&c->hp, &c->rw, p, n, &c->c2b, &status);
+	if (err == -EBADMSG) {
+		conn_log(c, GW_LOG_INFO, "client sent an invalid request: answering %d", status);
+		conn_answer_error(c, status, "invalid request");
+		return -ECANCELED;
+	}
+	return err;
+}
+
+/* Decrypt what the client sent (now in the read BIO) and forward it. */
+static void client_decrypt(struct conn *c)
+{
+	char plain[GW_IO_BUF];
+
+	for (;;) {
+		int n = SSL_read(c->ssl, plain, sizeof(plain));
+
+		if (n > 0) {
+			if (client_plain(c, plain, (size_t)n))
+				return;
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			break;
+		case SSL_ERROR_ZERO_RETURN:
+			conn_log(c, GW_LOG_DEBUG, "client sent close_notify");
+			c->client_eof = true;
+			break;
+		default:
+			conn_log(c, GW_LOG_INFO, "TLS error from client %s", c->peer_text);
+			gw_log_ssl_errors(GW_LOG_INFO, "SSL_read");
+			conn_abort(c, "TLS error from client");
+			return;
+		}
+		break;
+	}
+	client_flush(c); /* e.g. a KeyUpdate answer */
+	if (c->state == CS_CLOSING)
+		return;
+	if (c->state == CS_REJECT) {
+		if (c->client_eof)
+			conn_finish(c, c->close_reason);
+		else
+			client_recv(c);
+		return;
+	}
+	backend_flush(c);
+}
+
+static void on_client_recv(struct conn *c, int res)
+{
+	c->crx_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res < 0) {
+		conn_abort(c, res == -ECONNRESET ? "client reset the connection"
+						 : "client read error");
+		return;
+	}
+	touch(c);
+	if (res == 0) {
+		/* TCP FIN without close_notify: treat as end of the client's stream */
+		conn_log(c, GW_LOG_DEBUG, "client closed (FIN)");
+		c->client_eof = true;
+		if (c->state == CS_REJECT) {
+			conn_abort(c, c->close_reason);
+			return;
+		}
+		backend_flush(c);
+		return;
+	}
+	if (BIO_write(SSL_get_rbio(c->ssl), c->crx, res) != res) {
+		conn_abort(c, "out of memory");
+		return;
+	}
+	client_decrypt(c);
+}
+
+static void on_client_send(struct conn *c, int res)
+{
+	c->csend_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res < 0) {
+		conn_abort(c, "client write error");
+		return;
+	}
+	touch(c);
+	buf_consume(&c->b2c, (size_t)res);
+	client_flush(c);
+}
+
+static void on_backend_recv(struct conn *c, int res)
+{
+	c->brx_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res < 0) {
+		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass,
+			 strerror(-res));
+		conn_finish(c, "backend read error");
+		return;
+	}
+	touch(c);
+	if (res == 0) {
+		c->backend_eof = true;
+		if (c->srv->mode == GW_MODE_HTTP || c->client_eof) {
+			conn_finish(c, "backend closed");
+		} else {
+			/* stream half-close: tell the client, keep reading from it */
+			SSL_shutdown(c->ssl);
+			ERR_clear_error();
+			c->close_notify_sent = true;
+			client_flush(c);
+		}
+		return;
+	}
+	c->bytes_down += (uint64_t)res;
+	if (c->hp.state == HTTP_S_UPGRADE_WAIT) {
+		int status = 0;
+		bool sw = res >= 12 && (memcmp(c->brx, "HTTP/1.1 101", 12) == 0 ||
+					memcmp(c->brx, "HTTP/1.0 101", 12) == 0);
+
+		if (http_upgrade_done(&c->hp, &c->rw, sw, &c->c2b, &status)) {
+			conn_answer_error(c, status ? status : 400, "invalid request");
+			return;
+		}
+		backend_flush(c);
+	}
+	if (SSL_write(c->ssl, c->brx, res) != res) {
+		gw_log_ssl_errors(GW_LOG_ERR, "SSL_write");
+		conn_abort(c, "TLS write error");
+		return;
+	}
+	client_flush(c);
+}
+
+static void on_backend_send(struct conn *c, int res)
+{
+	c->bsend_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res < 0) {
+		conn_log(c, GW_LOG_ERR, "backend %s: send: %s", c->srv->proxy_pass,
+			 strerror(-res));
+		conn_finish(c, "backend write error");
+		return;
+	}
+	touch(c);
+	buf_consume(&c->c2b, (size_t)res);
+	backend_flush(c);
+}
+
+static void on_backend_shut(struct conn *c, int res)
+{
+	c->bsend_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	/* nothing more will come from the client: keep relaying the answer */
+	if (c->backend_eof)
+		conn_finish(c, "both sides closed");
+}
+
+/* ---------------------------------------------------- handshake and connect */
+
+static void relay_start(struct conn *c)
+{
+	int err;
+
+	c->state = CS_RELAY;
+	touch(c);
+	if (c->srv->mode == GW_MODE_STREAM && c->srv->proxy_protocol) {
+		if (c->srv->proxy_protocol_version == 1)
+			err = pp1_encode((struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
+					 &c->c2b);
+		else
+			err = pp2_encode((struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
+					 &c->ident, c->srv->proxy_protocol_tlv_cert, &c->c2b);
+		if (err) {
+			conn_abort(c, "PROXY header encoding failed");
+			return;
+		}
+	}
+	backend_flush(c); /* sends the PROXY header or posts the first client recv */
+	backend_recv(c);
+}
+
+static void on_connect(struct conn *c, int res)
+{
+	if (c->state == CS_CLOSING)
+		return;
+	if (res < 0) {
+		conn_log(c, GW_LOG_ERR, "connect() to backend %s failed (%d: %s) for client %s",
+			 c->srv->proxy_pass, -res, strerror(-res), c->peer_text);
+		if (c->srv->mode == GW_MODE_HTTP) {
+			/* as nginx: 502 once the request has arrived */
+			c->state = CS_REJECT;
+			c->reject_status = 502;
+			c->close_reason = "backend connect failed";
+			touch(c);
+			client_recv(c);
+		} else {
+			conn_finish(c, "backend connect failed");
+		}
+		return;
+	}
+	conn_log(c, GW_LOG_DEBUG, "backend %s connected", c->srv->proxy_pass);
+	relay_start(c);
+}
+
+static void backend_connect(struct conn *c)
+{
+	const struct gw_server *s = c->srv;
+	struct io_uring_sqe *sqe;
+
+	c->bfd = socket(s->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->bfd < 0) {
+		conn_log(c, GW_LOG_ERR, "backend socket: %s", strerror(errno));
+		conn_finish(c, "backend socket failed");
+		return;
+	}
+	int one = 1;
+	setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = CS_CONNECTING;
+	c->deadline_ms = gw_now_ms() + (uint64_t)(s->proxy_connect_timeout_ms > 0
+							  ? s->proxy_connect_timeout_ms
+							  : 60000);
+	sqe = conn_sqe(c, OP_CONNECT);
+	io_uring_prep_connect(sqe, c->bfd, (struct sockaddr *)&s->backend, s->backendlen);
+}
+
+/* Switch the finished handshake onto memory BIOs for the io_uring relay. */
+static int use_memory_bios(struct conn *c)
+{
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+
+	if (!rb || !wb) {
+		BIO_free(rb);
+		BIO_free(wb);
+		return -ENOMEM;
+	}
+	/* read-ahead is off: nothing past the Finished message sits in OpenSSL */
+	if (SSL_has_pending(c->ssl)) {
+		BIO_free(rb);
+		BIO_free(wb);
+		return -EPROTO;
+	}
+	BIO_set_mem_eof_return(rb, -1);
+	SSL_set_bio(c->ssl, rb, wb);
+	return 0;
+}
+
+static void handshake_done(struct conn *c)
+{
+	int status = 0;
+	int dec;
+
+	c->srv = tls_srv_server(tls_ssl_srv(c->ssl));
+	dec = tls_verify_decision(c->ssl, &status);
+	if (identity_from_ssl(c->ssl, &c->ident)) {
+		conn_abort(c, "identity: out of memory");
+		return;
+	}
+	if (use_memory_bios(c)) {
+		conn_abort(c, "unexpected buffered TLS data after the handshake");
+		return;
+	}
+	c->rw.headers = c->srv->headers;
+	c->rw.nheaders = c->srv->nheaders;
+	c->rw.inject = inject_headers;
+	c->rw.inject_arg = c;
+	c->rw.header_buffer_count = c->srv->header_buffer_count;
+	c->rw.header_buffer_size = c->srv->header_buffer_size;
+
+	if (dec) {
+		conn_log(c, GW_LOG_INFO,
+			 "client %s rejected: %s (ssl_verify_failure http: answering %d)",
+			 c->peer_text, tls_ssl_reason(c->ssl), status);
+		if (c->srv->mode != GW_MODE_HTTP || c->srv->verify_failure != GW_VFAIL_HTTP) {
+			/* never reaches a backend */
+			conn_abort(c, "client certificate rejected");
+			return;
+		}
+		c->state = CS_REJECT;
+		c->reject_status = status;
+		c->close_reason = "client certificate rejected";
+		touch(c);
+		client_recv(c);
+		return;
+	}
+	conn_log(c, GW_LOG_INFO, "client %s: %s %s verify=%s s_dn=\"%s\" tier=U", c->peer_text,
+		 c->ident.protocol, c->ident.cipher, c->ident.verify, c->ident.s_dn);
+	backend_connect(c);
+}
+
+static void conn_step(struct conn *c)
+{
+	short want = 0;
+	int err;
+
+	if (c->state != CS_HANDSHAKE)
+		return;
+	err = tls_handshake(c->ssl, &want);
+	if (err == -EAGAIN) {
+		struct io_uring_sqe *sqe = conn_sqe(c, OP_POLL_CLIENT);
+
+		io_uring_prep_poll_add(sqe, c->cfd, (unsigned)want);
+		return;
+	}
+	if (err) {
+		conn_log(c, GW_LOG_INFO, "SSL handshake with %s failed: %s", c->peer_text,
+			 tls_ssl_reason(c->ssl));
+		ERR_clear_error();
+		conn_abort(c, "handshake failed");
+		return;
+	}
+	handshake_done(c);
+}
+
+/* ----------------------------------------------------------- dispatch */
+
+void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flags)
+{
+	c->inflight--;
+	switch (kind) {
+	case OP_POLL_CLIENT:
+		if (c->state == CS_HANDSHAKE)
+			conn_step(c);
+		break;
+	case OP_RECV_CLIENT:
+		on_client_recv(c, res);
+		break;
+	case OP_SEND_CLIENT:
+		on_client_send(c, res);
+		break;
+	case OP_CONNECT:
+		on_connect(c, res);
+		break;
+	case OP_RECV_BACKEND:
+		on_backend_recv(c, res);
+		break;
+	case OP_SEND_BACKEND:
+		on_backend_send(c, res);
+		break;
+	case OP_SHUT_BACKEND:
+		on_backend_shut(c, res);
+		break;
+	default:
+		break;
+	}
+	conn_maybe_free(c);
+}
+
+void conn_sweep(struct worker *w, uint64_t now)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == CS_CLOSING || now < c->deadline_ms)
+			continue;
+		switch (c->state) {
+		case CS_HANDSHAKE:
+			conn_log(c, GW_LOG_INFO, "SSL handshake with %s timed out", c->peer_text);
+			conn_abort(c, "handshake timed out");
+			break;
+		case CS_CONNECTING:
+			conn_log(c, GW_LOG_ERR, "connect() to backend %s timed out for client %s",
+				 c->srv->proxy_pass, c->peer_text);
+			conn_abort(c, "backend connect timed out");
+			break;
+		default:
+			conn_log(c, GW_LOG_INFO, "idle timeout");
+			conn_abort(c, "idle timeout");
+			break;
+		}
+	}
+}

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The worker: one io_uring that carries every accept, poll, recv, send,
+ * connect and shutdown, a 250 ms tick for deadlines, and a signalfd read for
+ * SIGTERM/SIGINT (drain), SIGQUIT (stop now) and SIGHUP (reload request).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "gw/conn.h"
+#include "gw/log.h"
+#include "gw/worker.h"
+
+#define GW_RING_ENTRIES 1024
+#define GW_DRAIN_MS 30000
+
+uint64_t gw_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct io_uring_sqe *worker_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(&w->ring)))
+		io_uring_submit(&w->ring);
+	return sqe;
+}
+
+static void arm_accept(struct listener *l)
+{
+	struct io_uring_sqe *sqe;
+
+	if (l->armed || l->w->draining)
+		return;
+	sqe = worker_sqe(l->w);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)l | OP_ACCEPT);
+	l->armed = true;
+}
+
+static void arm_tick(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	/* deadlines are checked 4 times a second: a 1 s timeout fires within 1.25 s */
+	w->tick.tv_sec = 0;
+	w->tick.tv_nsec = 250 * 1000 * 1000;
+	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->tick_tag | OP_TICK);
+}
+
+static void arm_signal(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_read(sqe, w->sigfd, w->sigbuf, sizeof(struct signalfd_siginfo), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->sigbuf | OP_SIGNAL);
+}
+
+static void start_drain(struct worker *w)
+{
+	if (w->draining)
+		return;
+	w->draining = true;
+	w->drain_deadline_ms = gw_now_ms() + GW_DRAIN_MS;
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct io_uring_sqe *sqe = worker_sqe(w);
+
+		io_uring_prep_cancel_fd(sqe, w->listeners[i].fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	}
+	pr_notice("draining %lu connection(s), no new connections accepted", w->nconns);
+}
+
+static void on_signal(struct worker *w, int res)
+{
+	struct signalfd_siginfo *si = (void *)w->sigbuf;
+
+	if (res != (int)sizeof(*si)) {
+		arm_signal(w);
+		return;
+	}
+	switch (si->ssi_signo) {
+	case SIGTERM:
+	case SIGINT:
+		pr_notice("signal %u (%s) received, draining", si->ssi_signo,
+			  strsignal((int)si->ssi_signo));
+		start_drain(w);
+		break;
+	case SIGQUIT:
+		pr_notice("signal %u (SIGQUIT) received, stopping now", si->ssi_signo);
+		w->stop = true;
+		break;
+	case SIGHUP:
+		pr_notice("signal 1 (SIGHUP) received, reconfiguring");
+		w->reload = true;
+		break;
+	default:
+		break;
+	}
+	arm_signal(w);
+}
+
+static void on_accept(struct listener *l, int res, unsigned int flags)
+{
+	if (!(flags & IORING_CQE_F_MORE))
+		l->armed = false;
+	if (res >= 0) {
+		if (l->w->draining) {
+			close(res);
+			return;
+		}
+		conn_accepted(l, res);
+	} else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+		pr_err("accept() on %s failed (%d: %s)", l->listen->text, -res, strerror(-res));
+	}
+	if (!l->armed)
+		arm_accept(l);
+}
+
+int worker_init(struct worker *w, const struct gw_config *cfg)
+{
+	sigset_t set;
+	int err;
+
+	memset(w->tick_tag, 0, sizeof(w->tick_tag));
+	w->cfg = cfg;
+	err = io_uring_queue_init(GW_RING_ENTRIES, &w->ring, 0);
+	if (err) {
+		pr_emerg("io_uring_queue_init: %s", strerror(-err));
+		return err;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	w->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (w->sigfd < 0) {
+		err = -errno;
+		pr_emerg("signalfd: %s", strerror(errno));
+		io_uring_queue_exit(&w->ring);
+		return err;
+	}
+	return 0;
+}
+
+void worker_fini(struct worker *w)
+{
+	conn_free_all(w);
+	io_uring_queue_exit(&w->ring);
+	if (w->sigfd >= 0)
+		close(w->sigfd);
+}
+
+int worker_run(struct worker *w, int (*reload)(struct worker *w))
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n;
+
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		w->listeners[i].w = w;
+		arm_accept(&w->listeners[i]);
+	}
+	arm_tick(w);
+	arm_signal(w);
+	while (!w->stop) {
+		int err = io_uring_submit_and_wait(&w->ring, 1);
+
+		if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY) {
+			pr_emerg("io_uring_submit_and_wait: %s", strerror(-err));
+			return err;
+		}
+		n = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
+			uint64_t ud = io_uring_cqe_get_data64(cqe);
+			enum op_kind kind = (enum op_kind)(ud & OP_MASK);
+			void *p = (void *)(uintptr_t)(ud & ~OP_MASK);
+
+			n++;
+			switch (kind) {
+			case OP_IGNORE:
+				break;
+			case OP_ACCEPT:
+				on_accept(p, cqe->res, cqe->flags);
+				break;
+			case OP_TICK:
+				conn_sweep(w, gw_now_ms());
+				if (w->draining && gw_now_ms() > w->drain_deadline_ms) {
+					pr_warn("drain timeout: closing %lu connection(s)",
+						w->nconns);
+					w->stop = true;
+				}
+				arm_tick(w);
+				break;
+			case OP_SIGNAL:
+				on_signal(w, cqe->res);
+				break;
+			default:
+				conn_complete(p, kind, cqe->res, cqe->flags);
+				break;
+			}
+		}
+		io_uring_cq_advance(&w->ring, n);
+		if (w->reload) {
+			w->reload = false;
+			if (reload)
+				reload(w);
+		}
+		if (w->draining && w->nconns == 0)
+			w->stop = true;
+	}
+	pr_notice("exiting");
+	return 0;
+}
