@@ -233,7 +233,8 @@ class Server:
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         if self.proc is None:
             return self.exit_code
-        if self.proc.poll() is None:
+        self.died = self.proc.poll() is not None
+        if not self.died:
             try:
                 self.proc.send_signal(sig)
             except ProcessLookupError:
@@ -268,12 +269,28 @@ class Server:
     def __enter__(self):
         return self
 
-    def __exit__(self, *a):
+    def check_alive(self, during=""):
+        if not self.alive():
+            code = self.proc.poll() if self.proc else self.exit_code
+            raise TestFailure("%s exited by itself (status %r)%s; log tail: %s" % (
+                self.kind, code, " during " + during if during else "",
+                self.logtext()[-1200:]))
+
+    def __exit__(self, etype, e, tb):
         self.stop()
-        if self.kind == "gw" and a[0] is None:
-            err = self.sanitizer_errors()
+        if self.kind != "gw":
+            return
+        err = self.sanitizer_errors()
+        died = getattr(self, "died", False)
+        if etype is None or issubclass(etype, (TestFailure, OSError, ssl.SSLError)):
+            extra = ""
+            if died and "exited by itself" not in str(e or ""):
+                extra += "ktlsgw exited by itself (status %r); log tail: %s" % (
+                    self.exit_code, self.logtext()[-1200:])
             if err:
-                raise TestFailure("ktlsgw sanitizer report: " + err)
+                extra += " sanitizer report: " + err
+            if extra:
+                raise TestFailure(("%s | " % e if e else "") + extra)
 
 
 def run_check(conf_path, timeout=20):

@@ -67,6 +67,7 @@ def run_matrix(kind, servers, backend, extra_gw=""):
     with Server(kind, http=blocks, ports=ports, name="matrix").start() as srv:
         for i in range(len(servers)):
             port = ports["P%d" % i]
+            sv = servers[i]
             for c in CLIENTS:
                 for ver in VERSIONS:
                     path = "/m/%s%s/%d/%s/%s" % (kind, "-http" if extra_gw else "", i,
@@ -74,7 +75,7 @@ def run_matrix(kind, servers, backend, extra_gw=""):
                     a = attempt(port, c, path=path, version=ver)
                     a.path = path
                     res[(i, c, ver)] = a
-        srv.log_at_end = srv.logtext()
+            srv.check_alive("server %s" % describe(sv))
     res["_log"] = srv.logtext()
     return res
 
