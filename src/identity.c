@@ -207,7 +207,7 @@ static bool san_printable(const ASN1_IA5STRING *s)
 static int parse_sans(X509 *cert, struct gw_identity *id, struct buf *xfcc_tail)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	struct buf dns = { 0 }, uri = { 0 }, xd = { 0 };
+	struct buf dns = {0}, uri = {0}, xd = {0};
 	const char *only_uri = NULL;
 	int nuri = 0, only_len = 0, ret = 0;
 
@@ -229,7 +229,9 @@ static int parse_sans(X509 *cert, struct gw_identity *id, struct buf *xfcc_tail)
 			continue;
 		if (list->len)
 			ret = ret ?: buf_puts(list, ",");
-		ret = ret ?: buf_append(list, ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+		ret = ret
+			      ?: buf_append(list, ASN1_STRING_get0_data(s),
+					    (size_t)ASN1_STRING_length(s));
 		/* XFCC: URI= pairs first, then DNS= pairs (Envoy's key order) */
 		if (g->type == GEN_URI) {
 			only_uri = (const char *)ASN1_STRING_get0_data(s);
@@ -239,8 +241,9 @@ static int parse_sans(X509 *cert, struct gw_identity *id, struct buf *xfcc_tail)
 			ret = ret ?: buf_append(xfcc_tail, only_uri, (size_t)only_len);
 		} else {
 			ret = ret ?: buf_puts(&xd, ";DNS=");
-			ret = ret ?: buf_append(&xd, ASN1_STRING_get0_data(s),
-						(size_t)ASN1_STRING_length(s));
+			ret = ret
+				      ?: buf_append(&xd, ASN1_STRING_get0_data(s),
+						    (size_t)ASN1_STRING_length(s));
 		}
 	}
 	if (xd.len)
@@ -318,11 +321,11 @@ static int xfcc_quoted(struct buf *out, const char *key, const char *val)
 	return ret ?: buf_puts(out, "\"");
 }
 
-static int parse_cert(X509 *cert, STACK_OF(X509) *chain, struct gw_identity *id)
+static int parse_cert(X509 *cert, STACK_OF(X509) * chain, struct gw_identity *id)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen;
-	struct buf b = { 0 }, chain_pem = { 0 }, tail = { 0 };
+	struct buf b = {0}, chain_pem = {0}, tail = {0};
 	ASN1_INTEGER *serial = X509_get_serialNumber(cert);
 	BIO *bio;
 	int ret, n;
@@ -446,13 +449,13 @@ out:
 static int fill_empty(struct gw_identity *id)
 {
 	char **fields[] = {
-		&id->verify,	  &id->raw_cert,    &id->cert,		&id->escaped_cert,
-		&id->s_dn,	  &id->s_dn_legacy, &id->i_dn,		&id->i_dn_legacy,
-		&id->serial,	  &id->fp_sha1,	    &id->fp_sha256,	&id->v_start,
-		&id->v_end,	  &id->cn,	    &id->san_dns,	&id->san_uri,
-		&id->spiffe_id,	  &id->xfcc,	    &id->rfc9440_cert,	&id->rfc9440_chain,
-		&id->protocol,	  &id->cipher,	    &id->server_name,	&id->sig_alg,
-		&id->key_alg,	  &id->group,	    &id->sig_scheme,
+		&id->verify,	&id->raw_cert,	  &id->cert,	     &id->escaped_cert,
+		&id->s_dn,	&id->s_dn_legacy, &id->i_dn,	     &id->i_dn_legacy,
+		&id->serial,	&id->fp_sha1,	  &id->fp_sha256,    &id->v_start,
+		&id->v_end,	&id->cn,	  &id->san_dns,	     &id->san_uri,
+		&id->spiffe_id, &id->xfcc,	  &id->rfc9440_cert, &id->rfc9440_chain,
+		&id->protocol,	&id->cipher,	  &id->server_name,  &id->sig_alg,
+		&id->key_alg,	&id->group,	  &id->sig_scheme,
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
@@ -474,7 +477,7 @@ static int set_verify(struct gw_identity *id, long verify_result)
 	return set_str(&id->verify, text);
 }
 
-int identity_from_x509(X509 *cert, STACK_OF(X509) *chain, long verify_result,
+int identity_from_x509(X509 *cert, STACK_OF(X509) * chain, long verify_result,
 		       struct gw_identity *id)
 {
 	int ret = 0;
@@ -497,18 +500,18 @@ static const char *sig_scheme_name(SSL *ssl, X509 *cert)
 		int type, md;
 		const char *name;
 	} schemes[] = {
-		{ EVP_PKEY_EC, NID_sha256, "ecdsa_secp256r1_sha256" },
-		{ EVP_PKEY_EC, NID_sha384, "ecdsa_secp384r1_sha384" },
-		{ EVP_PKEY_EC, NID_sha512, "ecdsa_secp521r1_sha512" },
-		{ EVP_PKEY_EC, NID_sha224, "ecdsa_sha224" },
-		{ EVP_PKEY_EC, NID_sha1, "ecdsa_sha1" },
-		{ EVP_PKEY_RSA, NID_sha256, "rsa_pkcs1_sha256" },
-		{ EVP_PKEY_RSA, NID_sha384, "rsa_pkcs1_sha384" },
-		{ EVP_PKEY_RSA, NID_sha512, "rsa_pkcs1_sha512" },
-		{ EVP_PKEY_RSA, NID_sha224, "rsa_pkcs1_sha224" },
-		{ EVP_PKEY_RSA, NID_sha1, "rsa_pkcs1_sha1" },
-		{ EVP_PKEY_DSA, NID_sha256, "dsa_sha256" },
-		{ EVP_PKEY_DSA, NID_sha1, "dsa_sha1" },
+		{EVP_PKEY_EC, NID_sha256, "ecdsa_secp256r1_sha256"},
+		{EVP_PKEY_EC, NID_sha384, "ecdsa_secp384r1_sha384"},
+		{EVP_PKEY_EC, NID_sha512, "ecdsa_secp521r1_sha512"},
+		{EVP_PKEY_EC, NID_sha224, "ecdsa_sha224"},
+		{EVP_PKEY_EC, NID_sha1, "ecdsa_sha1"},
+		{EVP_PKEY_RSA, NID_sha256, "rsa_pkcs1_sha256"},
+		{EVP_PKEY_RSA, NID_sha384, "rsa_pkcs1_sha384"},
+		{EVP_PKEY_RSA, NID_sha512, "rsa_pkcs1_sha512"},
+		{EVP_PKEY_RSA, NID_sha224, "rsa_pkcs1_sha224"},
+		{EVP_PKEY_RSA, NID_sha1, "rsa_pkcs1_sha1"},
+		{EVP_PKEY_DSA, NID_sha256, "dsa_sha256"},
+		{EVP_PKEY_DSA, NID_sha1, "dsa_sha1"},
 	};
 	int type = NID_undef, md = NID_undef;
 	EVP_PKEY *pkey;
@@ -567,13 +570,13 @@ int identity_from_ssl(SSL *ssl, struct gw_identity *id)
 void identity_clear(struct gw_identity *id)
 {
 	char *fields[] = {
-		id->verify,	id->raw_cert,	 id->cert,	    id->escaped_cert,
-		id->s_dn,	id->s_dn_legacy, id->i_dn,	    id->i_dn_legacy,
-		id->serial,	id->fp_sha1,	 id->fp_sha256,	    id->v_start,
-		id->v_end,	id->cn,		 id->san_dns,	    id->san_uri,
-		id->spiffe_id,	id->xfcc,	 id->rfc9440_cert,  id->rfc9440_chain,
-		id->protocol,	id->cipher,	 id->server_name,   id->sig_alg,
-		id->key_alg,	id->group,	 id->sig_scheme,
+		id->verify,    id->raw_cert,	id->cert,	  id->escaped_cert,
+		id->s_dn,      id->s_dn_legacy, id->i_dn,	  id->i_dn_legacy,
+		id->serial,    id->fp_sha1,	id->fp_sha256,	  id->v_start,
+		id->v_end,     id->cn,		id->san_dns,	  id->san_uri,
+		id->spiffe_id, id->xfcc,	id->rfc9440_cert, id->rfc9440_chain,
+		id->protocol,  id->cipher,	id->server_name,  id->sig_alg,
+		id->key_alg,   id->group,	id->sig_scheme,
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)

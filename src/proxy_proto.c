@@ -15,7 +15,7 @@ static void put16(unsigned char *p, size_t v)
 
 static int put_tlv(struct buf *out, unsigned char type, const void *val, size_t len)
 {
-	unsigned char hdr[3] = { type };
+	unsigned char hdr[3] = {type};
 
 	if (len > 0xffff)
 		return -E2BIG;
@@ -51,8 +51,8 @@ static bool is_inet(const struct sockaddr *sa)
 	return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6);
 }
 
-static int put_addresses(const struct sockaddr *src, const struct sockaddr *dst,
-			 unsigned char *fam, struct buf *out)
+static int put_addresses(const struct sockaddr *src, const struct sockaddr *dst, unsigned char *fam,
+			 struct buf *out)
 {
 	unsigned char a[36];
 
@@ -117,8 +117,8 @@ static int put_ssl_tlv(const struct gw_identity *id, bool with_cert, struct buf 
 	return 0;
 }
 
-int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst,
-	       const struct gw_identity *id, bool with_cert, struct buf *out)
+int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, const struct gw_identity *id,
+	       bool with_cert, struct buf *out)
 {
 	size_t start = out->len, len;
 	unsigned char fixed[PP2_HEADER_LEN];

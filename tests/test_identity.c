@@ -25,7 +25,7 @@
 /* Output of a shell command (trailing newlines dropped), malloc'd. */
 static __printf(1, 2) char *sh(const char *fmt, ...)
 {
-	struct buf out = { 0 };
+	struct buf out = {0};
 	char cmd[4096], chunk[4096];
 	va_list ap;
 	size_t n;
@@ -82,7 +82,7 @@ static bool ends_with(const char *s, const char *tail)
 static char *read_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
-	struct buf b = { 0 };
+	struct buf b = {0};
 	char chunk[4096];
 	size_t n;
 
@@ -108,7 +108,7 @@ static X509 *load_cert(const char *name)
 }
 
 /* The certificates after the leaf in NAME.chain.crt: what the client sends. */
-static STACK_OF(X509) *load_intermediates(const char *name)
+static STACK_OF(X509) * load_intermediates(const char *name)
 {
 	char file[256];
 	STACK_OF(X509) *sk = sk_X509_new_null();
@@ -156,8 +156,8 @@ static char *b64_of_der(const char *file)
 
 static char *render1(const struct gw_identity *id, int var)
 {
-	struct gw_var_ctx ctx = { .id = id };
-	struct buf b = { 0 };
+	struct gw_var_ctx ctx = {.id = id};
+	struct buf b = {0};
 
 	if (identity_var_render(&ctx, var, &b))
 		return NULL;
@@ -250,7 +250,7 @@ static int from_file(const char *name, struct gw_identity *id)
 {
 	char file[256];
 	X509 *x;
-	STACK_OF(X509) *chain;
+	STACK_OF(X509) * chain;
 	int ret;
 
 	snprintf(file, sizeof(file), "%s.crt", name);
@@ -406,7 +406,8 @@ void test_identity_client_int2_chain(void)
 		return;
 	check_against_cli("client-int2", &id);
 	ASSERT_STREQ(id.i_dn, "CN=ktlsgw Intermediate 2,O=ktlsgw test,C=US", "issuer");
-	ASSERT_STREQ(id.i_dn_legacy, "/C=US/O=ktlsgw test/CN=ktlsgw Intermediate 2", "issuer legacy");
+	ASSERT_STREQ(id.i_dn_legacy, "/C=US/O=ktlsgw test/CN=ktlsgw Intermediate 2",
+		     "issuer legacy");
 	b2 = b64_of_der(test__cert("int2-ca.crt"));
 	b1 = b64_of_der(test__cert("int1-ca.crt"));
 	want = malloc(strlen(b1) + strlen(b2) + 16);
@@ -505,17 +506,17 @@ void test_identity_addr_text_nginx(void)
 {
 	/* input, nginx's ngx_inet6_ntop text (worked out by hand from its rules) */
 	static const char *const cases[][2] = {
-		{ "::1", "::1" },
-		{ "::", "::" },
-		{ "2001:db8::1", "2001:db8::1" },
-		{ "2001:DB8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1" }, /* one zero: kept */
-		{ "1:0:0:2:0:0:0:3", "1:0:0:2::3" },		     /* the longest run */
-		{ "1:0:0:2:3:0:0:4", "1::2:3:0:0:4" },		     /* first of equals */
-		{ "::ffff:1.2.3.4", "::ffff:1.2.3.4" },
-		{ "::102:304", "::1.2.3.4" },
-		{ "fe80::1:2", "fe80::1:2" },
-		{ "1::", "1::" },
-		{ "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8" },
+		{"::1", "::1"},
+		{"::", "::"},
+		{"2001:db8::1", "2001:db8::1"},
+		{"2001:DB8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"}, /* one zero: kept */
+		{"1:0:0:2:0:0:0:3", "1:0:0:2::3"},		  /* the longest run */
+		{"1:0:0:2:3:0:0:4", "1::2:3:0:0:4"},		  /* first of equals */
+		{"::ffff:1.2.3.4", "::ffff:1.2.3.4"},
+		{"::102:304", "::1.2.3.4"},
+		{"fe80::1:2", "fe80::1:2"},
+		{"1::", "1::"},
+		{"1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"},
 	};
 	struct sockaddr_in6 s6;
 	struct sockaddr_in s4;
@@ -536,9 +537,9 @@ void test_identity_render_template(void)
 {
 	struct gw_identity id;
 	struct sockaddr_in6 peer, local;
-	struct gw_var_ctx ctx = { 0 };
+	struct gw_var_ctx ctx = {0};
 	struct gw_tmpl t;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	char *err = NULL, want[1024];
 
 	if (!ASSERT_OK(from_file("client-good", &id), "from_x509"))
@@ -551,11 +552,12 @@ void test_identity_render_template(void)
 	ctx.xff = "10.0.0.1, 10.0.0.2";
 	ctx.host = "Service.Domain.COM.:8443";
 	ctx.server_name = "service.domain.com";
-	if (!ASSERT_OK(tmpl_compile("$remote_addr:$remote_port>$server_addr:${server_port} "
-				    "[$ssl_client_s_dn] $ssl_client_verify "
-				    "$ssl_session_reused/$scheme://$host xff=$proxy_add_x_forwarded_for "
-				    "fp=$ssl_client_fingerprint",
-				    &t, &err),
+	if (!ASSERT_OK(tmpl_compile(
+			       "$remote_addr:$remote_port>$server_addr:${server_port} "
+			       "[$ssl_client_s_dn] $ssl_client_verify "
+			       "$ssl_session_reused/$scheme://$host xff=$proxy_add_x_forwarded_for "
+			       "fp=$ssl_client_fingerprint",
+			       &t, &err),
 		       "compile"))
 		goto out;
 	ASSERT_OK(tmpl_render(&t, &ctx, &out), "render");
@@ -587,7 +589,7 @@ out:
 
 void test_identity_escape_table(void)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	unsigned char all[257];
 	char *want;
 
@@ -720,7 +722,7 @@ static void hs_free(struct hs *h)
 void test_identity_from_ssl_handshake(void)
 {
 	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("client-good", 0);
-	struct gw_identity id = { 0 }, cid = { 0 };
+	struct gw_identity id = {0}, cid = {0};
 	SSL_SESSION *sess = NULL;
 	struct hs h;
 
@@ -775,7 +777,7 @@ void test_identity_from_ssl_rsa_chain(void)
 {
 	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("client-rsa", TLS1_2_VERSION);
 	SSL_CTX *cctx2 = client_ctx("client-int2", 0);
-	struct gw_identity id = { 0 }, fid = { 0 };
+	struct gw_identity id = {0}, fid = {0};
 	struct hs h;
 
 	if (!ASSERT_OK_PTR(sctx, "server ctx") || !ASSERT_OK_PTR(cctx, "client ctx") ||

@@ -66,10 +66,10 @@ struct gw_identity {
 	char *cert;	    /* PEM, last LF dropped, "\n\t" continuation */
 	char *escaped_cert; /* URL-encoded PEM, nginx's NGX_ESCAPE_URI_COMPONENT */
 	char *s_dn, *s_dn_legacy, *i_dn, *i_dn_legacy;
-	char *serial;	  /* uppercase hex (i2a_ASN1_INTEGER) */
-	char *fp_sha1;	  /* lowercase hex, no colons */
-	char *fp_sha256;  /* lowercase hex, no colons */
-	char *v_start;	  /* "Nov 27 10:48:00 2026 GMT" (ASN1_TIME_print) */
+	char *serial;	 /* uppercase hex (i2a_ASN1_INTEGER) */
+	char *fp_sha1;	 /* lowercase hex, no colons */
+	char *fp_sha256; /* lowercase hex, no colons */
+	char *v_start;	 /* "Nov 27 10:48:00 2026 GMT" (ASN1_TIME_print) */
 	char *v_end;
 	time_t not_after; /* for $ssl_client_v_remain, computed when rendered; -1 if unparsable */
 
@@ -126,10 +126,10 @@ struct gw_identity {
  */
 struct gw_var_ctx {
 	const struct gw_identity *id;
-	const struct sockaddr *peer; /* client address */
+	const struct sockaddr *peer;  /* client address */
 	const struct sockaddr *local; /* our address the client connected to */
 	const char *xff;
-	const char *host; /* Host header without port, or NULL */
+	const char *host;	 /* Host header without port, or NULL */
 	const char *server_name; /* first server_name of the server{} */
 };
 
@@ -142,7 +142,7 @@ int identity_from_ssl(SSL *ssl, struct gw_identity *id);
  * @verify_result is what SSL_get_verify_result() would give.
  * For unit tests and the http 495 path. Returns 0 or -errno.
  */
-int identity_from_x509(X509 *cert, STACK_OF(X509) *chain, long verify_result,
+int identity_from_x509(X509 *cert, STACK_OF(X509) * chain, long verify_result,
 		       struct gw_identity *id);
 
 /* Release all strings; leaves @id zeroed. Accepts a zeroed struct. */

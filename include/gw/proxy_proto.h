@@ -55,8 +55,8 @@
  * Returns 0, -ENOMEM, or -E2BIG if it would exceed 65535 bytes after the
  * 16-byte fixed part; on error @out is left as it was.
  */
-int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst,
-	       const struct gw_identity *id, bool with_cert, struct buf *out);
+int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, const struct gw_identity *id,
+	       bool with_cert, struct buf *out);
 
 /*
  * Append the v1 line as nginx's stream proxy_protocol writes it:
