@@ -63,25 +63,26 @@ static void check_bytes(const struct buf *b, const unsigned char *want, size_t n
 
 void test_pp2_tcp4_ssl_vector(void)
 {
-	static const unsigned char want[] =
-		{
-			/* signature */
-			0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54,
-			0x0a, 0x21,		/* version 2, PROXY */
-			0x11,			/* TCP over IPv4 */
-			0x00, 0x3d,		/* 61 = 12 address bytes + 49 TLV bytes */
-			1,    2,    3,	  4,	/* src 1.2.3.4 */
-			5,    6,    7,	  8,	/* dst 5.6.7.8 */
-			0x16, 0x2e,		/* 5678 */
-			0x01, 0xbb,		/* 443 */
-			0x20, 0x00, 0x2e,	/* PP2_TYPE_SSL, 46 = 1 + 4 + 10 + 6 + 25 */
-			0x07,			/* SSL | CERT_CONN | CERT_SESS */
-			0x00, 0x00, 0x00, 0x00, /* verified */
-			0x21, 0x00, 0x07, 'T',	'L',  'S',  'v',  '1',	'.',  '3',  0x22,
-			0x00, 0x03, 'a',  'b',	'c',  0x23, 0x00, 0x16, 'T',  'L',  'S',
-			'_',  'A',  'E',  'S',	'_',  '1',  '2',  '8',	'_',  'G',  'C',
-			'M',  '_',  'S',  'H',	'A',  '2',  '5',  '6',
-		};
+	/* clang-format off */
+	static const unsigned char want[] = {
+		/* signature */
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+		0x21,	    /* version 2, PROXY */
+		0x11,	    /* TCP over IPv4 */
+		0x00, 0x3d, /* 61 = 12 address bytes + 49 TLV bytes */
+		1, 2, 3, 4, /* src 1.2.3.4 */
+		5, 6, 7, 8, /* dst 5.6.7.8 */
+		0x16, 0x2e, /* 5678 */
+		0x01, 0xbb, /* 443 */
+		0x20, 0x00, 0x2e, /* PP2_TYPE_SSL, 46 = 1 + 4 + 10 + 6 + 25 */
+		0x07,		  /* SSL | CERT_CONN | CERT_SESS */
+		0x00, 0x00, 0x00, 0x00, /* verified */
+		0x21, 0x00, 0x07, 'T', 'L', 'S', 'v', '1', '.', '3',
+		0x22, 0x00, 0x03, 'a', 'b', 'c',
+		0x23, 0x00, 0x16, 'T', 'L', 'S', '_', 'A', 'E', 'S', '_', '1', '2', '8', '_',
+		'G', 'C', 'M', '_', 'S', 'H', 'A', '2', '5', '6',
+	};
+	/* clang-format on */
 	struct sockaddr_in src, dst;
 	struct gw_identity id;
 	struct buf b = {0};
@@ -97,21 +98,27 @@ void test_pp2_tcp4_ssl_vector(void)
 
 void test_pp2_flags_verify_authority(void)
 {
+	/* clang-format off */
 	static const unsigned char resumed_head[] = {
-		0x02, 0x00, 0x09, 'a',	'.',  'e',  'x',  'a',	'm', 'p', 'l', 'e', /* AUTHORITY */
+		0x02, 0x00, 0x09, 'a', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e', /* AUTHORITY */
 		0x20, 0x00, 0x2e, 0x05, 0x00, 0x00, 0x00, 0x00, /* SSL | CERT_SESS, verified */
 	};
+	/* clang-format on */
+	/* clang-format off */
 	static const unsigned char nocert_tlv[] = {
-		0x20, 0x00, 0x28,	/* 40 = 1 + 4 + 10 + 25: no CN without a cert */
-		0x01,			/* SSL only */
+		0x20, 0x00, 0x28, /* 40 = 1 + 4 + 10 + 25: no CN without a cert */
+		0x01,		  /* SSL only */
 		0x00, 0x00, 0x00, 0x01, /* no certificate: not zero */
-		0x21, 0x00, 0x07, 'T',	'L', 'S', 'v', '1', '.', '3', 0x23, 0x00,
-		0x16, 'T',  'L',  'S',	'_', 'A', 'E', 'S', '_', '1', '2',  '8',
-		'_',  'G',  'C',  'M',	'_', 'S', 'H', 'A', '2', '5', '6',
+		0x21, 0x00, 0x07, 'T', 'L', 'S', 'v', '1', '.', '3',
+		0x23, 0x00, 0x16, 'T', 'L', 'S', '_', 'A', 'E', 'S', '_', '1', '2', '8', '_',
+		'G', 'C', 'M', '_', 'S', 'H', 'A', '2', '5', '6',
 	};
+	/* clang-format on */
+	/* clang-format off */
 	static const unsigned char failed_tlv[] = {
 		0x20, 0x00, 0x2e, 0x07, 0x00, 0x00, 0x00, 0x0a, /* X509_V_ERR_CERT_HAS_EXPIRED */
 	};
+	/* clang-format on */
 	struct sockaddr_in src, dst;
 	struct gw_identity id;
 	struct buf b = {0};
@@ -147,23 +154,27 @@ void test_pp2_flags_verify_authority(void)
 
 void test_pp2_tcp6_and_families(void)
 {
+	/* clang-format off */
 	static const unsigned char want6[] = {
-		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
-		0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00, 0x24, /* TCP over IPv6, 36 bytes */
-		0x20, 0x01, 0x0d, 0xb8, 0,    0,    0,	  0,
-		0,    0,    0,	  0,	0,    0,    0,	  0x01, /* 2001:db8::1 */
-		0,    0,    0,	  0,	0,    0,    0,	  0,
-		0,    0,    0,	  0,	0,    0,    0,	  0x01, /* ::1 */
-		0x03, 0xe8,					/* 1000 */
-		0x01, 0xbb,					/* 443 */
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+		0x21, 0x21, 0x00, 0x24, /* TCP over IPv6, 36 bytes */
+		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, /* 2001:db8::1 */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,		 /* ::1 */
+		0x03, 0xe8, /* 1000 */
+		0x01, 0xbb, /* 443 */
 	};
+	/* clang-format on */
+	/* clang-format off */
 	static const unsigned char mixed_addr[] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1, /* ::ffff:10.0.0.1 */
 	};
+	/* clang-format on */
+	/* clang-format off */
 	static const unsigned char unspec[] = {
-		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
-		0x55, 0x49, 0x54, 0x0a, 0x21, 0x00, 0x00, 0x00,
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+		0x21, 0x00, 0x00, 0x00,
 	};
+	/* clang-format on */
 	struct sockaddr_in6 s6, d6;
 	struct sockaddr_in s4;
 	struct sockaddr_un su = {.sun_family = AF_UNIX};
