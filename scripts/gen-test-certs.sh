@@ -19,6 +19,8 @@
 set -euo pipefail
 
 DIR=${1:-build/default/certs}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
 STAMP="$DIR/.stamp-v3"
 if [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -1440 2>/dev/null)" ]; then
 	exit 0

@@ -62,9 +62,8 @@ int main(int argc, char **argv)
 		if (pid == 0) {
 			alarm(GW_TEST_TIMEOUT);
 			t->fn();
-			fflush(stdout);
-			fflush(stderr);
-			_exit(test__failed ? 1 : 0);
+			/* exit(), not _exit(): LeakSanitizer runs at exit in SAN=1 builds */
+			exit(test__failed ? 1 : 0);
 		}
 		if (pid < 0 || waitpid(pid, &status, 0) < 0) {
 			perror("fork/waitpid");
