@@ -56,7 +56,7 @@ static void arm_tick(struct worker *w)
 	w->tick.tv_sec = 0;
 	w->tick.tv_nsec = 250 * 1000 * 1000;
 	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->tick_tag | OP_TICK);
+	io_uring_sqe_set_data64(sqe, OP_TICK);
 }
 
 static void arm_signal(struct worker *w)
@@ -68,7 +68,7 @@ static void arm_signal(struct worker *w)
 	 * io-wq thread, which reads its own (empty) signal queue and blocks.
 	 */
 	io_uring_prep_poll_add(sqe, w->sigfd, POLLIN);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->sigbuf | OP_SIGNAL);
+	io_uring_sqe_set_data64(sqe, OP_SIGNAL);
 }
 
 static void start_drain(struct worker *w)
@@ -144,7 +144,6 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 	sigset_t set;
 	int err;
 
-	memset(w->tick_tag, 0, sizeof(w->tick_tag));
 	w->cfg = cfg;
 	err = io_uring_queue_init(GW_RING_ENTRIES, &w->ring, 0);
 	if (err) {
