@@ -212,8 +212,8 @@ static int always_ok_cb(int ok, X509_STORE_CTX *x)
 }
 
 /*
- * Depth the chain of @x's leaf needs: verify it again with no depth limit.
- * Returns -1 if that cannot be told.
+ * The ssl_verify_depth the chain of @x's leaf needs: verify it again with no
+ * depth limit. Returns -1 if it does not verify even so.
  */
 static int chain_needed_depth(X509_STORE_CTX *x)
 {
@@ -229,8 +229,9 @@ static int chain_needed_depth(X509_STORE_CTX *x)
 		X509_VERIFY_PARAM_clear_flags(X509_STORE_CTX_get0_param(y),
 					      X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 		X509_STORE_CTX_set_verify_cb(y, always_ok_cb);
-		if (X509_verify_cert(y) >= 0 && X509_STORE_CTX_get0_chain(y))
-			depth = sk_X509_num(X509_STORE_CTX_get0_chain(y)) - 1;
+		/* OpenSSL's depth counts the CAs between the leaf and the trust anchor */
+		if (X509_verify_cert(y) > 0 && X509_STORE_CTX_get_error(y) == X509_V_OK)
+			depth = MAX(sk_X509_num(X509_STORE_CTX_get0_chain(y)) - 2, 0);
 	}
 	X509_STORE_CTX_free(y);
 	ERR_clear_error();
@@ -257,7 +258,13 @@ static void record_error(struct tls_conn *c, X509_STORE_CTX *x)
 	}
 	if (crl)
 		dn_str(X509_CRL_get_issuer(crl), c->crl_iss, sizeof(c->crl_iss));
-	if (c->err == X509_V_ERR_CERT_CHAIN_TOO_LONG)
+	/*
+	 * A chain cut short by ssl_verify_depth ends on an untrusted CA: OpenSSL
+	 * then says "unable to get issuer" (or "chain too long"). Tell that
+	 * apart from a really unknown CA.
+	 */
+	c->need_depth = -1;
+	if (c->err == X509_V_ERR_CERT_CHAIN_TOO_LONG || verify_error_optional(c->err))
 		c->need_depth = chain_needed_depth(x);
 }
 
@@ -280,6 +287,12 @@ static void explain_verify(struct tls_conn *c, const struct gw_server *srv, long
 	bool have = c->err == err;
 	const char *subj = have ? c->subj : "?";
 
+	if (have && c->need_depth > srv->verify_depth &&
+	    (err == X509_V_ERR_CERT_CHAIN_TOO_LONG || verify_error_optional(err))) {
+		snprintf(r, n, "verify depth %d exceeded: chain needs depth %d (ssl_verify_depth)",
+			 srv->verify_depth, c->need_depth);
+		return;
+	}
 	switch (err) {
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
@@ -299,13 +312,7 @@ static void explain_verify(struct tls_conn *c, const struct gw_server *srv, long
 			 have ? c->serial : "?");
 		break;
 	case X509_V_ERR_CERT_CHAIN_TOO_LONG:
-		if (have && c->need_depth > 0)
-			snprintf(r, n,
-				 "verify depth %d exceeded: chain needs depth %d (ssl_verify_depth)",
-				 srv->verify_depth, c->need_depth);
-		else
-			snprintf(r, n, "verify depth %d exceeded (ssl_verify_depth)",
-				 srv->verify_depth);
+		snprintf(r, n, "verify depth %d exceeded (ssl_verify_depth)", srv->verify_depth);
 		break;
 	case X509_V_ERR_CRL_HAS_EXPIRED:
 		snprintf(r, n, "CRL has expired (issuer \"%s\")", have ? c->crl_iss : "?");
