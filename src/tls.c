@@ -44,6 +44,8 @@ struct tls_srv {
 	SSL_CTX *ctx;
 	struct tls_srv **group; /* set by tls_srv_group(); group[0] is the default */
 	size_t ngroup;
+	unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
+	unsigned int sid_ctx_len;
 };
 
 /* Per-connection state, hung off the SSL as ex_data and freed with it. */
@@ -54,8 +56,8 @@ struct tls_conn {
 	int err_depth;
 	char subj[TLS_DN_MAX];
 	char issuer[TLS_DN_MAX];
-	char when[64];	  /* notAfter / notBefore of the failing certificate */
-	char serial[96];  /* hex serial of the failing certificate */
+	char when[64];	 /* notAfter / notBefore of the failing certificate */
+	char serial[96]; /* hex serial of the failing certificate */
 	char crl_iss[TLS_DN_MAX];
 	int need_depth; /* for X509_V_ERR_CERT_CHAIN_TOO_LONG: depth the chain needs */
 	char reason[TLS_REASON_MAX];
@@ -410,7 +412,8 @@ static bool allow_san(X509 *cert, int type, const char *value)
 		if (len != strlen(value))
 			continue;
 		if (type == GEN_DNS)
-			found = strncasecmp((const char *)ASN1_STRING_get0_data(s), value, len) == 0;
+			found = strncasecmp((const char *)ASN1_STRING_get0_data(s), value, len) ==
+				0;
 		else
 			found = memcmp(ASN1_STRING_get0_data(s), value, len) == 0;
 	}
@@ -542,8 +545,7 @@ static int load_pair(SSL_CTX *ctx, const struct gw_server *srv, size_t i, char *
 		}
 	}
 	/* only "no start line" at EOF is the normal end of the chain */
-	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE &&
-	    ERR_peek_last_error()) {
+	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE && ERR_peek_last_error()) {
 		snprintf(what, sizeof(what), "cannot load certificate chain \"%s\"", cf);
 		ret = cfg_err(err, srv, cw, what);
 		goto out;
@@ -623,14 +625,14 @@ static int load_crl(SSL_CTX *ctx, const struct gw_server *srv, char **err)
  * ngx_ssl_session_id_context(): sessions may only resume on a server{} with
  * the same certificates and the same client verification. Digest of those.
  */
-static int set_sid_ctx(SSL_CTX *ctx, const struct gw_server *srv)
+static int set_sid_ctx(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *srv)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
 	STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(ctx);
 	unsigned int len = 0;
 	int ok, ret = -ENOMEM;
-	int vals[3] = { (int)srv->verify, srv->verify_depth, (int)srv->verify_failure };
+	int vals[3] = {(int)srv->verify, srv->verify_depth, (int)srv->verify_failure};
 
 	if (!m)
 		return -ENOMEM;
@@ -657,17 +659,20 @@ static int set_sid_ctx(SSL_CTX *ctx, const struct gw_server *srv)
 	ok = ok && EVP_DigestFinal_ex(m, md, &len);
 	if (ok && len > SSL_MAX_SID_CTX_LENGTH)
 		len = SSL_MAX_SID_CTX_LENGTH;
-	if (ok && SSL_CTX_set_session_id_context(ctx, md, len))
+	if (ok && SSL_CTX_set_session_id_context(ctx, md, len)) {
+		memcpy(t->sid_ctx, md, len);
+		t->sid_ctx_len = len;
 		ret = 0;
+	}
 	EVP_MD_CTX_free(m);
 	ERR_clear_error();
 	return ret;
 }
 
 /* ngx_ssl_session_cache() */
-static int set_session_cache(SSL_CTX *ctx, const struct gw_server *srv)
+static int set_session_cache(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *srv)
 {
-	int err = set_sid_ctx(ctx, srv);
+	int err = set_sid_ctx(t, ctx, srv);
 
 	if (err)
 		return err;
@@ -701,9 +706,9 @@ static void set_protocols(SSL_CTX *ctx, unsigned int p)
 		unsigned int bit;
 		uint64_t op;
 	} map[] = {
-		{ GW_PROTO_SSLv3, SSL_OP_NO_SSLv3 },	 { GW_PROTO_TLSv1, SSL_OP_NO_TLSv1 },
-		{ GW_PROTO_TLSv1_1, SSL_OP_NO_TLSv1_1 }, { GW_PROTO_TLSv1_2, SSL_OP_NO_TLSv1_2 },
-		{ GW_PROTO_TLSv1_3, SSL_OP_NO_TLSv1_3 },
+		{GW_PROTO_SSLv3, SSL_OP_NO_SSLv3},     {GW_PROTO_TLSv1, SSL_OP_NO_TLSv1},
+		{GW_PROTO_TLSv1_1, SSL_OP_NO_TLSv1_1}, {GW_PROTO_TLSv1_2, SSL_OP_NO_TLSv1_2},
+		{GW_PROTO_TLSv1_3, SSL_OP_NO_TLSv1_3},
 	};
 
 	if (!p)
@@ -762,8 +767,7 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 	}
 
 	SSL_CTX_set_options(ctx, SSL_OP_SINGLE_DH_USE | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+					 SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	set_protocols(ctx, srv->protocols);
 	/* no read-ahead: kTLS takes over the socket with nothing buffered in OpenSSL */
 	SSL_CTX_set_read_ahead(ctx, 0);
@@ -794,10 +798,9 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 			mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		SSL_CTX_set_verify(ctx, mode, tls_verify_cb);
 		if (srv->client_certificate) {
-			STACK_OF(X509_NAME) *names;
+			STACK_OF(X509_NAME) * names;
 
-			snprintf(what, sizeof(what),
-				 "SSL_CTX_load_verify_locations(\"%s\") failed",
+			snprintf(what, sizeof(what), "SSL_CTX_load_verify_locations(\"%s\") failed",
 				 srv->client_certificate);
 			if (!SSL_CTX_load_verify_locations(ctx, srv->client_certificate, NULL)) {
 				ret = cfg_err(err, srv, &srv->client_certificate_where, what);
@@ -806,7 +809,8 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 			ERR_clear_error();
 			names = SSL_load_client_CA_file(srv->client_certificate);
 			if (!names) {
-				snprintf(what, sizeof(what), "SSL_load_client_CA_file(\"%s\") failed",
+				snprintf(what, sizeof(what),
+					 "SSL_load_client_CA_file(\"%s\") failed",
 					 srv->client_certificate);
 				ret = cfg_err(err, srv, &srv->client_certificate_where, what);
 				goto err_ctx;
@@ -832,7 +836,7 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 		if (ret)
 			goto err_ctx;
 	}
-	ret = set_session_cache(ctx, srv);
+	ret = set_session_cache(t, ctx, srv);
 	if (ret) {
 		if (err)
 			*err = xasprintf("%s:%d: cannot set up the session cache",
@@ -920,7 +924,8 @@ static struct tls_srv *sni_pick(struct tls_srv **group, size_t n, const char *ho
 			size_t len;
 			int score = name_match(s->server_names[j], host, &len);
 
-			if (score > best_score || (score && score == best_score && len > best_len)) {
+			if (score > best_score ||
+			    (score && score == best_score && len > best_len)) {
 				best = group[i];
 				best_score = score;
 				best_len = len;
@@ -964,6 +969,14 @@ static int tls_servername_cb(SSL *ssl, int *ad, void *arg)
 	SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
 	SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+	/*
+	 * libssl made the new session before this callback, with the default
+	 * server's id context: give it the chosen server's, so that it never
+	 * resumes on a server{} with other certificates or verification.
+	 */
+	if (!SSL_session_reused(ssl) && SSL_get0_session(ssl))
+		SSL_SESSION_set1_id_context(SSL_get0_session(ssl), pick->sid_ctx,
+					    pick->sid_ctx_len);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -1033,8 +1046,19 @@ int tls_handshake(SSL *ssl, short *want)
 	ERR_clear_error();
 	errno = 0;
 	r = SSL_do_handshake(ssl);
-	if (r == 1)
+	if (r == 1) {
+		int status;
+
+		/*
+		 * A resumed session skipped the verify callbacks: apply the
+		 * current server{}'s decision (allow-list included) now.
+		 */
+		if (c && SSL_session_reused(ssl) &&
+		    c->srv->srv->verify_failure == GW_VFAIL_HANDSHAKE &&
+		    tls_verify_decision(ssl, &status) < 0)
+			return -EPROTO;
 		return 0;
+	}
 	saved = errno;
 	e = SSL_get_error(ssl, r);
 	switch (e) {
@@ -1057,7 +1081,8 @@ int tls_handshake(SSL *ssl, short *want)
 		snprintf(c->reason, sizeof(c->reason), "%s during handshake",
 			 saved ? strerror(saved) : "connection closed by client");
 	} else if (e == SSL_ERROR_ZERO_RETURN) {
-		snprintf(c->reason, sizeof(c->reason), "connection closed by client during handshake");
+		snprintf(c->reason, sizeof(c->reason),
+			 "connection closed by client during handshake");
 	} else {
 		ssl_err_reason(c->reason, sizeof(c->reason), "handshake failed");
 	}

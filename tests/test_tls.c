@@ -39,10 +39,10 @@ static void tsrv_init(struct tsrv *t, const char *ca)
 	snprintf(t->key[0], P, "%s", test__cert("server.key"));
 	t->certp[0] = t->cert[0];
 	t->keyp[0] = t->key[0];
-	t->cw[0] = (struct gw_where){ "test.conf", 10 };
-	t->kw[0] = (struct gw_where){ "test.conf", 11 };
-	t->cw[1] = (struct gw_where){ "test.conf", 12 };
-	t->kw[1] = (struct gw_where){ "test.conf", 13 };
+	t->cw[0] = (struct gw_where){"test.conf", 10};
+	t->kw[0] = (struct gw_where){"test.conf", 11};
+	t->cw[1] = (struct gw_where){"test.conf", 12};
+	t->kw[1] = (struct gw_where){"test.conf", 13};
 	t->s.certs = t->certp;
 	t->s.keys = t->keyp;
 	t->s.certs_where = t->cw;
@@ -52,11 +52,11 @@ static void tsrv_init(struct tsrv *t, const char *ca)
 		snprintf(t->ca, P, "%s", test__cert(ca));
 		t->s.client_certificate = t->ca;
 	}
-	t->s.client_certificate_where = (struct gw_where){ "test.conf", 14 };
-	t->s.trusted_certificate_where = (struct gw_where){ "test.conf", 15 };
-	t->s.crl_where = (struct gw_where){ "test.conf", 16 };
-	t->s.ciphers_where = (struct gw_where){ "test.conf", 17 };
-	t->s.verify_where = (struct gw_where){ "test.conf", 18 };
+	t->s.client_certificate_where = (struct gw_where){"test.conf", 14};
+	t->s.trusted_certificate_where = (struct gw_where){"test.conf", 15};
+	t->s.crl_where = (struct gw_where){"test.conf", 16};
+	t->s.ciphers_where = (struct gw_where){"test.conf", 17};
+	t->s.verify_where = (struct gw_where){"test.conf", 18};
 	t->s.verify = GW_VERIFY_ON;
 	t->s.verify_depth = 1;
 	t->s.protocols = GW_PROTO_TLSv1_2 | GW_PROTO_TLSv1_3;
@@ -101,12 +101,13 @@ struct tcli {
 	int min_version;
 	const char *sigalgs;
 	const char *ciphers; /* TLS 1.2 list */
+	SSL_SESSION *resume; /* offer this session */
 };
 
 struct hs {
-	int srv_rc;	    /* tls_handshake(): 0 or -EPROTO */
-	int cli_ok;	    /* client handshake completed */
-	int decision;	    /* tls_verify_decision() when srv_rc == 0 */
+	int srv_rc;   /* tls_handshake(): 0 or -EPROTO */
+	int cli_ok;   /* client handshake completed */
+	int decision; /* tls_verify_decision() when srv_rc == 0 */
 	int status;
 	char reason[1400];
 	const struct tls_srv *picked;
@@ -115,6 +116,8 @@ struct hs {
 	int ca_names;	   /* CA names in the CertificateRequest, -1 = no request */
 	char ca_first[512];
 	int version;
+	bool reused;
+	SSL_SESSION *session; /* the client's session, for resumption */
 };
 
 static int cli_cert_cb(SSL *ssl, void *arg)
@@ -132,6 +135,8 @@ static void hs_free(struct hs *h)
 {
 	X509_free(h->server_cert);
 	h->server_cert = NULL;
+	SSL_SESSION_free(h->session);
+	h->session = NULL;
 }
 
 /*
@@ -142,7 +147,7 @@ static int run_hs(struct tls_srv *t, const struct tcli *cl, struct hs *h)
 {
 	SSL_CTX *cctx = NULL;
 	SSL *s = NULL, *c = NULL;
-	int sv[2] = { -1, -1 };
+	int sv[2] = {-1, -1};
 	bool sdone = false, cdone = false, cfail = false;
 	int ret = -1;
 	char path[P];
@@ -180,6 +185,8 @@ static int run_hs(struct tls_srv *t, const struct tcli *cl, struct hs *h)
 	SSL_set_connect_state(c);
 	if (cl->sni)
 		SSL_set_tlsext_host_name(c, cl->sni);
+	if (cl->resume)
+		SSL_set_session(c, cl->resume);
 
 	for (int i = 0; i < 200 && !(sdone && (cdone || cfail)); i++) {
 		if (!sdone) {
@@ -212,10 +219,17 @@ static int run_hs(struct tls_srv *t, const struct tcli *cl, struct hs *h)
 
 		h->server_cert = SSL_get1_peer_certificate(c);
 		h->server_chain = chain ? sk_X509_num(chain) : 0;
+		h->reused = SSL_session_reused(c);
+		h->session = SSL_get1_session(c);
 	}
 	if (h->srv_rc == 0)
 		h->decision = tls_verify_decision(s, &h->status);
 	snprintf(h->reason, sizeof(h->reason), "%s", tls_ssl_reason(s));
+	if (h->srv_rc == 0 && cdone) {
+		/* a clean close keeps the session resumable */
+		SSL_shutdown(s);
+		SSL_shutdown(c);
+	}
 	ret = 0;
 out:
 	ERR_clear_error();
@@ -247,7 +261,7 @@ void test_tls_good_client_both_modes(void)
 	for (int m = 0; m < 2; m++) {
 		struct tsrv t;
 		struct tls_srv *srv;
-		struct tcli cl = { .name = "client-good" };
+		struct tcli cl = {.name = "client-good"};
 		struct hs h;
 
 		tsrv_init(&t, "ca-root.pem");
@@ -283,71 +297,71 @@ struct vcase {
 
 static const struct vcase vcases[] = {
 	/* on */
-	{ "client-good", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-rsa", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-spiffe", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-utf8", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ NULL, GW_VERIFY_ON, 1, "ca-root.pem", NULL, 496,
-	  "client sent no certificate (ssl_verify_client on)" },
-	{ "client-expired", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
-	  "certificate \"CN=client-expired,O=ktlsgw test,C=US\" expired on " },
-	{ "client-notyet", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
-	  "certificate \"CN=client-notyet,O=ktlsgw test,C=US\" is not yet valid until " },
-	{ "client-other", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
-	  "unknown CA: no trusted issuer for \"CN=client-other,O=ktlsgw other,C=US\" issued by "
-	  "\"CN=ktlsgw Other Root CA,O=ktlsgw other,C=US\"" },
-	{ "client-self", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
-	  "self-signed certificate \"CN=client-self,O=ktlsgw self,C=US\"" },
+	{"client-good", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-rsa", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-spiffe", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-utf8", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{NULL, GW_VERIFY_ON, 1, "ca-root.pem", NULL, 496,
+	 "client sent no certificate (ssl_verify_client on)"},
+	{"client-expired", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
+	 "certificate \"CN=client-expired,O=ktlsgw test,C=US\" expired on "},
+	{"client-notyet", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
+	 "certificate \"CN=client-notyet,O=ktlsgw test,C=US\" is not yet valid until "},
+	{"client-other", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
+	 "unknown CA: no trusted issuer for \"CN=client-other,O=ktlsgw other,C=US\" issued by "
+	 "\"CN=ktlsgw Other Root CA,O=ktlsgw other,C=US\""},
+	{"client-self", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
+	 "self-signed certificate \"CN=client-self,O=ktlsgw self,C=US\""},
 	/* OpenSSL's depth counts the CAs above the leaf, trust anchor excluded */
-	{ "client-int1", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-int1", GW_VERIFY_ON, 2, "ca-root.pem", NULL, 0, "" },
-	{ "client-int1", GW_VERIFY_ON, 3, "ca-root.pem", NULL, 0, "" },
-	{ "client-int2", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
-	  "verify depth 1 exceeded: chain needs depth 2 (ssl_verify_depth)" },
-	{ "client-int2", GW_VERIFY_ON, 2, "ca-root.pem", NULL, 0, "" },
-	{ "client-int2", GW_VERIFY_ON, 3, "ca-root.pem", NULL, 0, "" },
+	{"client-int1", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-int1", GW_VERIFY_ON, 2, "ca-root.pem", NULL, 0, ""},
+	{"client-int1", GW_VERIFY_ON, 3, "ca-root.pem", NULL, 0, ""},
+	{"client-int2", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495,
+	 "verify depth 1 exceeded: chain needs depth 2 (ssl_verify_depth)"},
+	{"client-int2", GW_VERIFY_ON, 2, "ca-root.pem", NULL, 0, ""},
+	{"client-int2", GW_VERIFY_ON, 3, "ca-root.pem", NULL, 0, ""},
 	/* the seed's bundle: intermediates + root + client certificates */
-	{ "client-good", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 0, "" },
-	{ "client-int2", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 0, "" },
-	{ "client-other", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 495, "unknown CA" },
+	{"client-good", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 0, ""},
+	{"client-int2", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 0, ""},
+	{"client-other", GW_VERIFY_ON, 3, "ca-bundle.pem", NULL, 495, "unknown CA"},
 	/* CRL */
-	{ "client-revoked", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-revoked", GW_VERIFY_ON, 1, "ca-root.pem", "crl-root.pem", 495,
-	  "certificate \"CN=client-revoked,O=ktlsgw test,C=US\" revoked (serial " },
-	{ "client-good", GW_VERIFY_ON, 1, "ca-root.pem", "crl-root.pem", 0, "" },
-	{ "client-int2", GW_VERIFY_ON, 3, "ca-root.pem", "crl-all.pem", 0, "" },
-	{ "client-int1", GW_VERIFY_ON, 2, "ca-root.pem", "crl-root.pem", 495,
-	  "no CRL in ssl_crl for \"CN=client-int1,O=ktlsgw test,C=US\"" },
-	{ "client-good", GW_VERIFY_ON, 1, "ca-root.pem", "crl-expired.pem", 495,
-	  "CRL has expired (issuer \"CN=ktlsgw Test Root CA,O=ktlsgw test,C=US\")" },
+	{"client-revoked", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-revoked", GW_VERIFY_ON, 1, "ca-root.pem", "crl-root.pem", 495,
+	 "certificate \"CN=client-revoked,O=ktlsgw test,C=US\" revoked (serial "},
+	{"client-good", GW_VERIFY_ON, 1, "ca-root.pem", "crl-root.pem", 0, ""},
+	{"client-int2", GW_VERIFY_ON, 3, "ca-root.pem", "crl-all.pem", 0, ""},
+	{"client-int1", GW_VERIFY_ON, 2, "ca-root.pem", "crl-root.pem", 495,
+	 "no CRL in ssl_crl for \"CN=client-int1,O=ktlsgw test,C=US\""},
+	{"client-good", GW_VERIFY_ON, 1, "ca-root.pem", "crl-expired.pem", 495,
+	 "CRL has expired (issuer \"CN=ktlsgw Test Root CA,O=ktlsgw test,C=US\")"},
 	/* optional */
-	{ NULL, GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-good", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-other", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "unknown CA" },
-	{ "client-self", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "self-signed" },
-	{ "client-expired", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "expired on" },
+	{NULL, GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-good", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-other", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "unknown CA"},
+	{"client-self", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "self-signed"},
+	{"client-expired", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495, "expired on"},
 	/* optional_no_ca: unknown issuers are forgiven, nothing else */
-	{ NULL, GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-other", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-self", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-self", GW_VERIFY_OPTIONAL_NO_CA, 1, NULL, NULL, 0, "" },
-	{ "client-good", GW_VERIFY_OPTIONAL_NO_CA, 1, NULL, NULL, 0, "" },
-	{ "client-expired", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 495, "expired" },
+	{NULL, GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-other", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-self", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-self", GW_VERIFY_OPTIONAL_NO_CA, 1, NULL, NULL, 0, ""},
+	{"client-good", GW_VERIFY_OPTIONAL_NO_CA, 1, NULL, NULL, 0, ""},
+	{"client-expired", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 495, "expired"},
 	/* a chain cut by the depth ends on "unable to get issuer": forgiven, as nginx */
-	{ "client-int2", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, "" },
-	{ "client-int2", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495,
-	  "verify depth 1 exceeded: chain needs depth 2" },
-	{ "client-other", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", "crl-root.pem", 0, "" },
-	{ "client-int2", GW_VERIFY_ON, 1, "ca-bundle.pem", NULL, 495, "verify depth 1 exceeded" },
+	{"client-int2", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", NULL, 0, ""},
+	{"client-int2", GW_VERIFY_OPTIONAL, 1, "ca-root.pem", NULL, 495,
+	 "verify depth 1 exceeded: chain needs depth 2"},
+	{"client-other", GW_VERIFY_OPTIONAL_NO_CA, 1, "ca-root.pem", "crl-root.pem", 0, ""},
+	{"client-int2", GW_VERIFY_ON, 1, "ca-bundle.pem", NULL, 495, "verify depth 1 exceeded"},
 	/* off: nothing asked, nothing checked */
-	{ NULL, GW_VERIFY_OFF, 1, "ca-root.pem", NULL, 0, "" },
+	{NULL, GW_VERIFY_OFF, 1, "ca-root.pem", NULL, 0, ""},
 };
 
 static void run_vcase(const struct vcase *v, enum gw_verify_failure vf)
 {
 	struct tsrv t;
 	struct tls_srv *srv;
-	struct tcli cl = { .name = v->client };
+	struct tcli cl = {.name = v->client};
 	char what[256];
 	struct hs h;
 
@@ -399,16 +413,16 @@ void test_tls_verify_matrix_http(void)
 void test_tls_verify_matrix_tls12(void)
 {
 	static const struct vcase some[] = {
-		{ "client-good", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, "" },
-		{ NULL, GW_VERIFY_ON, 1, "ca-root.pem", NULL, 496, "client sent no certificate" },
-		{ "client-other", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495, "unknown CA" },
+		{"client-good", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 0, ""},
+		{NULL, GW_VERIFY_ON, 1, "ca-root.pem", NULL, 496, "client sent no certificate"},
+		{"client-other", GW_VERIFY_ON, 1, "ca-root.pem", NULL, 495, "unknown CA"},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(some); i++) {
 		for (int m = 0; m < 2; m++) {
 			struct tsrv t;
 			struct tls_srv *srv;
-			struct tcli cl = { .name = some[i].client, .max_version = TLS1_2_VERSION };
+			struct tcli cl = {.name = some[i].client, .max_version = TLS1_2_VERSION};
 			struct hs h;
 
 			tsrv_init(&t, some[i].ca);
@@ -442,15 +456,15 @@ void test_tls_client_allow(void)
 		const char *client;
 		bool ok;
 	} cases[] = {
-		{ GW_ALLOW_CN, "client-good", "client-good", true },
-		{ GW_ALLOW_CN, "client-good", "client-rsa", false },
-		{ GW_ALLOW_DNS, "ALT.client.test", "client-good", true },
-		{ GW_ALLOW_DNS, "client.test", "client-good", false },
-		{ GW_ALLOW_URI, "spiffe://example.org/ns/default/sa/web", "client-spiffe", true },
-		{ GW_ALLOW_URI, "spiffe://example.org/ns/default/sa/web", "client-good", false },
-		{ GW_ALLOW_FINGERPRINT, NULL, "client-good", true },  /* sha256, colons */
-		{ GW_ALLOW_FINGERPRINT, "", "client-good", true },    /* sha1, plain */
-		{ GW_ALLOW_FINGERPRINT, NULL, "client-rsa", false },
+		{GW_ALLOW_CN, "client-good", "client-good", true},
+		{GW_ALLOW_CN, "client-good", "client-rsa", false},
+		{GW_ALLOW_DNS, "ALT.client.test", "client-good", true},
+		{GW_ALLOW_DNS, "client.test", "client-good", false},
+		{GW_ALLOW_URI, "spiffe://example.org/ns/default/sa/web", "client-spiffe", true},
+		{GW_ALLOW_URI, "spiffe://example.org/ns/default/sa/web", "client-good", false},
+		{GW_ALLOW_FINGERPRINT, NULL, "client-good", true}, /* sha256, colons */
+		{GW_ALLOW_FINGERPRINT, "", "client-good", true},   /* sha1, plain */
+		{GW_ALLOW_FINGERPRINT, NULL, "client-rsa", false},
 	};
 	char fp256[200], fp1[100];
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -477,7 +491,7 @@ void test_tls_client_allow(void)
 		for (int m = 0; m < 2; m++) {
 			struct tsrv t;
 			struct tls_srv *srv;
-			struct tcli cl = { .name = cases[i].client };
+			struct tcli cl = {.name = cases[i].client};
 			char what[128];
 			struct hs h;
 
@@ -521,18 +535,18 @@ void test_tls_ca_names(void)
 		const char *client_ca, *trusted;
 		int names;
 	} cases[] = {
-		{ "ca-root.pem", NULL, 1 },
-		{ "ca-all.pem", NULL, 4 },
-		{ "ca-bundle.pem", NULL, 6 },
-		{ "ca-other.pem", "ca-root.pem", 1 },
+		{"ca-root.pem", NULL, 1},
+		{"ca-all.pem", NULL, 4},
+		{"ca-bundle.pem", NULL, 6},
+		{"ca-other.pem", "ca-root.pem", 1},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		for (int v = 0; v < 2; v++) {
 			struct tsrv t;
 			struct tls_srv *srv;
-			struct tcli cl = { .name = "client-good",
-					   .max_version = v ? TLS1_2_VERSION : 0 };
+			struct tcli cl = {.name = "client-good",
+					  .max_version = v ? TLS1_2_VERSION : 0};
 			struct hs h;
 
 			tsrv_init(&t, cases[i].client_ca);
@@ -562,7 +576,7 @@ void test_tls_optional_no_ca_no_names(void)
 {
 	struct tsrv t;
 	struct tls_srv *srv;
-	struct tcli cl = { .name = "client-self" };
+	struct tcli cl = {.name = "client-self"};
 	struct hs h;
 
 	tsrv_init(&t, NULL);
@@ -593,10 +607,10 @@ void test_tls_rsa_and_ecdsa(void)
 		int max;
 		int key;
 	} cases[] = {
-		{ "client-good", "ECDSA+SHA256", 0, EVP_PKEY_EC },
-		{ "client-rsa", "rsa_pss_rsae_sha256", 0, EVP_PKEY_RSA },
-		{ "client-rsa", "RSA+SHA256", TLS1_2_VERSION, EVP_PKEY_RSA },
-		{ "client-good", "ECDSA+SHA256", TLS1_2_VERSION, EVP_PKEY_EC },
+		{"client-good", "ECDSA+SHA256", 0, EVP_PKEY_EC},
+		{"client-rsa", "rsa_pss_rsae_sha256", 0, EVP_PKEY_RSA},
+		{"client-rsa", "RSA+SHA256", TLS1_2_VERSION, EVP_PKEY_RSA},
+		{"client-good", "ECDSA+SHA256", TLS1_2_VERSION, EVP_PKEY_EC},
 	};
 	struct tsrv t;
 	struct tls_srv *srv;
@@ -607,9 +621,9 @@ void test_tls_rsa_and_ecdsa(void)
 	if (!srv)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		struct tcli cl = { .name = cases[i].client,
-				   .sigalgs = cases[i].sigalgs,
-				   .max_version = cases[i].max };
+		struct tcli cl = {.name = cases[i].client,
+				  .sigalgs = cases[i].sigalgs,
+				  .max_version = cases[i].max};
 		struct hs h;
 
 		if (ASSERT_OK(run_hs(srv, &cl, &h), "run")) {
@@ -626,7 +640,7 @@ void test_tls_chain_sent(void)
 {
 	struct tsrv t;
 	struct tls_srv *srv;
-	struct tcli cl = { .name = "client-good" };
+	struct tcli cl = {.name = "client-good"};
 	struct hs h;
 
 	tsrv_init(&t, "ca-all.pem");
@@ -662,20 +676,20 @@ void test_tls_protocols(void)
 		int version; /* 0 = must fail */
 		const char *reason;
 	} cases[] = {
-		{ GW_PROTO_TLSv1_2, 0, 0, TLS1_2_VERSION, "" },
-		{ GW_PROTO_TLSv1_3, 0, 0, TLS1_3_VERSION, "" },
-		{ GW_PROTO_TLSv1_2 | GW_PROTO_TLSv1_3, 0, 0, TLS1_3_VERSION, "" },
-		{ GW_PROTO_TLSv1_2 | GW_PROTO_TLSv1_3, 0, TLS1_2_VERSION, TLS1_2_VERSION, "" },
-		{ GW_PROTO_TLSv1_3, 0, TLS1_2_VERSION, 0, "unsupported protocol" },
-		{ GW_PROTO_TLSv1_2, TLS1_3_VERSION, 0, 0, "unsupported protocol" },
+		{GW_PROTO_TLSv1_2, 0, 0, TLS1_2_VERSION, ""},
+		{GW_PROTO_TLSv1_3, 0, 0, TLS1_3_VERSION, ""},
+		{GW_PROTO_TLSv1_2 | GW_PROTO_TLSv1_3, 0, 0, TLS1_3_VERSION, ""},
+		{GW_PROTO_TLSv1_2 | GW_PROTO_TLSv1_3, 0, TLS1_2_VERSION, TLS1_2_VERSION, ""},
+		{GW_PROTO_TLSv1_3, 0, TLS1_2_VERSION, 0, "unsupported protocol"},
+		{GW_PROTO_TLSv1_2, TLS1_3_VERSION, 0, 0, "unsupported protocol"},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct tsrv t;
 		struct tls_srv *srv;
-		struct tcli cl = { .name = "client-good",
-				   .min_version = cases[i].cli_min,
-				   .max_version = cases[i].cli_max };
+		struct tcli cl = {.name = "client-good",
+				  .min_version = cases[i].cli_min,
+				  .max_version = cases[i].cli_max};
 		char what[64];
 		struct hs h;
 
@@ -703,9 +717,9 @@ void test_tls_no_shared_cipher(void)
 {
 	struct tsrv t;
 	struct tls_srv *srv;
-	struct tcli cl = { .name = "client-good",
-			   .max_version = TLS1_2_VERSION,
-			   .ciphers = "ECDHE-RSA-AES128-GCM-SHA256" };
+	struct tcli cl = {.name = "client-good",
+			  .max_version = TLS1_2_VERSION,
+			  .ciphers = "ECDHE-RSA-AES128-GCM-SHA256"};
 	struct hs h;
 
 	tsrv_init(&t, "ca-root.pem"); /* ECDSA certificate only */
@@ -740,22 +754,22 @@ void test_tls_sni_group(void)
 		const char *sni;
 		int want;
 	} cases[] = {
-		{ NULL, 0 },
-		{ "unknown.test", 0 },
-		{ "api.example.com", 1 },
-		{ "API.Example.COM.", 1 },
-		{ "x.example.com", 2 },	    /* *.example.com */
-		{ "a.b.example.com", 2 },   /* wildcard spans labels, as nginx */
-		{ "example.org", 3 },	    /* .example.org */
-		{ "www.example.org", 3 },
-		{ "deep.api.example.com", 2 },
-		{ "mail.example.net", 4 }, /* mail.* */
+		{NULL, 0},
+		{"unknown.test", 0},
+		{"api.example.com", 1},
+		{"API.Example.COM.", 1},
+		{"x.example.com", 2},	/* *.example.com */
+		{"a.b.example.com", 2}, /* wildcard spans labels, as nginx */
+		{"example.org", 3},	/* .example.org */
+		{"www.example.org", 3},
+		{"deep.api.example.com", 2},
+		{"mail.example.net", 4}, /* mail.* */
 	};
 	struct tsrv t[5];
-	struct tls_srv *g[5] = { 0 };
-	static char *n1[] = { "api.example.com" }, *n2[] = { "*.example.com" },
-		    *n3[] = { ".example.org" }, *n4[] = { "mail.*" };
-	char **names[5] = { NULL, n1, n2, n3, n4 };
+	struct tls_srv *g[5] = {0};
+	static char *n1[] = {"api.example.com"}, *n2[] = {"*.example.com"},
+		    *n3[] = {".example.org"}, *n4[] = {"mail.*"};
+	char **names[5] = {NULL, n1, n2, n3, n4};
 
 	for (int i = 0; i < 5; i++) {
 		tsrv_init(&t[i], "ca-root.pem");
@@ -776,7 +790,7 @@ void test_tls_sni_group(void)
 	if (!ASSERT_OK(tls_srv_group(g, 5), "group"))
 		goto out;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		struct tcli cl = { .name = "client-good", .sni = cases[i].sni };
+		struct tcli cl = {.name = "client-good", .sni = cases[i].sni};
 		const char *what = cases[i].sni ? cases[i].sni : "(no sni)";
 		struct hs h;
 
@@ -903,9 +917,9 @@ void test_tls_ctx_settings(void)
 	ASSERT_EQ(SSL_CTX_get_session_cache_mode(ctx), SSL_SESS_CACHE_SERVER, "cache mode");
 	ASSERT_EQ(SSL_CTX_get_timeout(ctx), 300, "timeout");
 	ASSERT_FALSE(SSL_CTX_get_read_ahead(ctx), "no read-ahead");
-	ASSERT_EQ(SSL_CTX_get_mode(ctx) & (SSL_MODE_ENABLE_PARTIAL_WRITE |
-					    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-					    SSL_MODE_RELEASE_BUFFERS),
+	ASSERT_EQ(SSL_CTX_get_mode(ctx) &
+			  (SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			   SSL_MODE_RELEASE_BUFFERS),
 		  SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			  SSL_MODE_RELEASE_BUFFERS,
 		  "modes");
@@ -919,4 +933,80 @@ void test_tls_ctx_settings(void)
 		return;
 	ASSERT_EQ(SSL_CTX_get_session_cache_mode(tls_srv_ctx(srv)), SSL_SESS_CACHE_OFF, "off");
 	tls_srv_free(srv);
+}
+
+/* ssl_session_cache builtin: the second connection resumes, with the same decision. */
+void test_tls_session_resumption(void)
+{
+	for (int m = 0; m < 2; m++) {
+		struct tsrv t;
+		struct tls_srv *srv;
+		struct tcli cl = {.name = "client-good", .max_version = TLS1_2_VERSION};
+		struct hs h1, h2;
+
+		tsrv_init(&t, "ca-root.pem");
+		t.s.session_cache = GW_SESS_CACHE_ON;
+		t.s.session_tickets = m;
+		t.s.verify_failure = GW_VFAIL_HTTP;
+		srv = srv_new_ok(&t);
+		if (!srv)
+			return;
+		if (!ASSERT_OK(run_hs(srv, &cl, &h1), "first")) {
+			tls_srv_free(srv);
+			return;
+		}
+		ASSERT_FALSE(h1.reused, "fresh");
+		cl.resume = h1.session;
+		if (ASSERT_OK(run_hs(srv, &cl, &h2), "second")) {
+			ASSERT_OK(h2.srv_rc, "handshake");
+			ASSERT_TRUE(h2.reused, m ? "resumed (ticket)" : "resumed (cache)");
+			ASSERT_OK(h2.decision, "still verified");
+		}
+		hs_free(&h2);
+		hs_free(&h1);
+		tls_srv_free(srv);
+	}
+}
+
+/* A session of one server{} does not resume on another with other verification. */
+void test_tls_session_not_shared(void)
+{
+	struct tsrv t[2];
+	struct tls_srv *g[2] = {0};
+	static char *n1[] = {"b.test"};
+	struct tcli cl = {.name = "client-good", .max_version = TLS1_2_VERSION};
+	struct hs h1, h2;
+
+	for (int i = 0; i < 2; i++) {
+		tsrv_init(&t[i], "ca-root.pem");
+		t[i].s.session_cache = GW_SESS_CACHE_ON;
+		t[i].s.session_tickets = false;
+		g[i] = srv_new_ok(&t[i]);
+		if (!g[i])
+			goto out;
+	}
+	t[1].s.server_names = n1;
+	t[1].allows[0] = (struct gw_allow){GW_ALLOW_CN, "client-good"};
+	t[1].s.nallows = 1;
+	tls_srv_free(g[1]);
+	g[1] = srv_new_ok(&t[1]);
+	if (!g[1] || !ASSERT_OK(tls_srv_group(g, 2), "group"))
+		goto out;
+	/* established on b.test (allow-list), offered to the default server */
+	cl.sni = "b.test";
+	if (!ASSERT_OK(run_hs(g[0], &cl, &h1), "first"))
+		goto out;
+	ASSERT_TRUE(h1.picked == g[1], "SNI");
+	cl.resume = h1.session;
+	cl.sni = "other.test"; /* no server_name: the default server */
+	if (ASSERT_OK(run_hs(g[0], &cl, &h2), "second")) {
+		ASSERT_OK(h2.srv_rc, "handshake");
+		ASSERT_TRUE(h2.picked == g[0], "default");
+		ASSERT_FALSE(h2.reused, "not resumed across server{}s");
+	}
+	hs_free(&h2);
+	hs_free(&h1);
+out:
+	tls_srv_free(g[0]);
+	tls_srv_free(g[1]);
 }
