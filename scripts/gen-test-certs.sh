@@ -21,7 +21,7 @@ set -euo pipefail
 DIR=${1:-build/default/certs}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-STAMP="$DIR/.stamp-v3"
+STAMP="$DIR/.stamp-v4"
 if [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -1440 2>/dev/null)" ]; then
 	exit 0
 fi
@@ -187,4 +187,4 @@ cp root-ca.crt ca-root.pem
 cp other-ca.crt ca-other.pem
 cat root-ca.crt int1-ca.crt int2-ca.crt other-ca.crt > ca-all.pem
 chmod 600 ./*.key
-touch "$STAMP"
+touch .stamp-v4 # relative: we are in $DIR

@@ -143,7 +143,7 @@ void conn_abort(struct conn *c, const char *reason)
 		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
 	}
-	conn_maybe_free(c);
+	/* freed by conn_maybe_free() from the caller's frame, never here */
 }
 
 static void conn_free(struct conn *c)
@@ -228,6 +228,7 @@ void conn_accepted(struct listener *lst, int fd)
 	if (!c->ssl) {
 		gw_log_ssl_errors(GW_LOG_ERR, "SSL_new");
 		conn_abort(c, "SSL_new failed");
+		conn_maybe_free(c);
 		return;
 	}
 	c->deadline_ms = c->start_ms + (uint64_t)(c->srv->handshake_timeout_ms > 0
@@ -235,6 +236,7 @@ void conn_accepted(struct listener *lst, int fd)
 							  : 10000);
 	conn_log(c, GW_LOG_DEBUG, "accepted from %s", c->peer_text);
 	conn_step(c);
+	conn_maybe_free(c);
 }
 
 /* --------------------------------------------------------------- the relay */
@@ -782,5 +784,6 @@ void conn_sweep(struct worker *w, uint64_t now)
 			conn_abort(c, "idle timeout");
 			break;
 		}
+		conn_maybe_free(c);
 	}
 }

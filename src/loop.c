@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT (drain), SIGQUIT (stop now) and SIGHUP (reload request).
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,15 +56,19 @@ static void arm_tick(struct worker *w)
 	w->tick.tv_sec = 0;
 	w->tick.tv_nsec = 250 * 1000 * 1000;
 	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->tick_tag | OP_TICK);
+	io_uring_sqe_set_data64(sqe, OP_TICK);
 }
 
 static void arm_signal(struct worker *w)
 {
 	struct io_uring_sqe *sqe = worker_sqe(w);
 
-	io_uring_prep_read(sqe, w->sigfd, w->sigbuf, sizeof(struct signalfd_siginfo), 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w->sigbuf | OP_SIGNAL);
+	/*
+	 * Poll, then read() here: an io_uring read of a signalfd is punted to an
+	 * io-wq thread, which reads its own (empty) signal queue and blocks.
+	 */
+	io_uring_prep_poll_add(sqe, w->sigfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, OP_SIGNAL);
 }
 
 static void start_drain(struct worker *w)
@@ -81,14 +86,8 @@ static void start_drain(struct worker *w)
 	pr_notice("draining %lu connection(s), no new connections accepted", w->nconns);
 }
 
-static void on_signal(struct worker *w, int res)
+static void handle_signal(struct worker *w, const struct signalfd_siginfo *si)
 {
-	struct signalfd_siginfo *si = (void *)w->sigbuf;
-
-	if (res != (int)sizeof(*si)) {
-		arm_signal(w);
-		return;
-	}
 	switch (si->ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
@@ -107,6 +106,14 @@ static void on_signal(struct worker *w, int res)
 	default:
 		break;
 	}
+}
+
+static void on_signal(struct worker *w, int res)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		handle_signal(w, &si);
 	arm_signal(w);
 }
 
@@ -123,6 +130,11 @@ static void on_accept(struct listener *l, int res, unsigned int flags)
 	} else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
 		pr_err("accept() on %s failed (%d: %s)", l->listen->text, -res, strerror(-res));
 	}
+	if (!l->armed && l->w->draining && l->fd >= 0) {
+		/* accept cancelled: stop listening so new clients go elsewhere */
+		close(l->fd);
+		l->fd = -1;
+	}
 	if (!l->armed)
 		arm_accept(l);
 }
@@ -132,7 +144,6 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 	sigset_t set;
 	int err;
 
-	memset(w->tick_tag, 0, sizeof(w->tick_tag));
 	w->cfg = cfg;
 	err = io_uring_queue_init(GW_RING_ENTRIES, &w->ring, 0);
 	if (err) {
@@ -145,7 +156,7 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	w->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+	w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (w->sigfd < 0) {
 		err = -errno;
 		pr_emerg("signalfd: %s", strerror(errno));

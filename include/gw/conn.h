@@ -113,11 +113,9 @@ struct worker {
 	bool stop;
 	uint64_t drain_deadline_ms;
 	int sigfd;
-	char sigbuf[128];
 	struct __kernel_timespec tick;
 	struct access_log *logs;
 	size_t nlogs;
-	char tick_tag[16] __attribute__((aligned(16))); /* user_data target for OP_TICK */
 	bool reload;
 };
 

@@ -47,7 +47,8 @@ const struct tls_srv *tls_ssl_srv(SSL *ssl);
 /*
  * Drive the handshake one step. Returns 0 when done, -EAGAIN with *@want
  * set to POLLIN or POLLOUT when it must wait, or -EPROTO when it failed
- * (then tls_ssl_reason() explains why).
+ * (then tls_ssl_reason() explains why). With ssl_verify_failure handshake
+ * a resumed session is re-checked against the chosen server{} here.
  */
 int tls_handshake(SSL *ssl, short *want);
 
@@ -55,16 +56,25 @@ int tls_handshake(SSL *ssl, short *want);
  * After a completed handshake: nginx's post-handshake decision for
  * ssl_verify_client (+ ssl_client_allow). Returns 0 to accept, or -EACCES
  * and sets *@status to 495 (certificate error) or 496 (no certificate) –
- * the ssl_verify_failure http path answers with that page.
+ * the ssl_verify_failure http path answers with that page. Valid in both
+ * ssl_verify_failure modes (in handshake mode it accepts what the handshake
+ * accepted); a rejection sets tls_ssl_reason().
  */
 int tls_verify_decision(SSL *ssl, int *status);
 
 /*
- * Why the handshake or verification of @ssl failed: "client sent no
- * certificate", "unknown CA: issuer \"CN=...\"", "certificate expired on
- * Nov 27 ... GMT", "certificate revoked: serial 1A2B", "verify depth 1
- * exceeded (chain depth 2)", "CRL has expired", or OpenSSL's reason.
- * Never NULL; "" when nothing failed.
+ * Why the handshake or verification of @ssl failed, for the caller's log:
+ * "client sent no certificate (ssl_verify_client on)",
+ * "unknown CA: no trusted issuer for \"CN=...\" issued by \"CN=...\"",
+ * "certificate \"CN=...\" expired on Nov 25 10:55:43 2026 GMT",
+ * "certificate \"CN=...\" is not yet valid until ...",
+ * "certificate \"CN=...\" revoked (serial 61BA7D...)",
+ * "verify depth 1 exceeded: chain needs depth 2 (ssl_verify_depth)",
+ * "CRL has expired (issuer \"CN=...\")", "self-signed certificate \"CN=...\"",
+ * "no CRL in ssl_crl for \"CN=...\" (issuer ...)",
+ * "certificate \"CN=...\" not in ssl_client_allow", or OpenSSL's reason
+ * ("no shared cipher", "unsupported protocol"). DNs are RFC 2253, UTF-8 kept.
+ * Owned by @ssl. Never NULL; "" when nothing failed.
  */
 const char *tls_ssl_reason(SSL *ssl);
 
