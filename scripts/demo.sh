@@ -50,7 +50,7 @@ python3 scripts/echo-backend.py "$BPORT" & pids+=($!)
 "$BIN" -t -c "$DEMO/ktlsgw.conf"
 "$BIN" -c "$DEMO/ktlsgw.conf" & pids+=($!)
 for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$GPORT") 2>/dev/null && break
+	grep -q "listening on 127.0.0.1:$GPORT" "$DEMO/error.log" && break
 	sleep 0.1
 done
 
@@ -78,6 +78,6 @@ echo "(curl failed, as it must: no certificate, no backend)"
 sleep 0.2
 echo
 echo "== ktlsgw's log (info level)"
-grep -v 'connection closed by client during handshake' "$DEMO/error.log" | grep -v 'conn=1 closed' || true
+cat "$DEMO/error.log"
 echo
 echo "demo done (files in $DEMO)"
