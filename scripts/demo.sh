@@ -47,6 +47,10 @@ http {
 CONF
 : > "$DEMO/error.log"
 python3 scripts/echo-backend.py "$BPORT" & pids+=($!)
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$BPORT") 2>/dev/null && break
+	sleep 0.1
+done
 "$BIN" -t -c "$DEMO/ktlsgw.conf"
 "$BIN" -c "$DEMO/ktlsgw.conf" & pids+=($!)
 for _ in $(seq 100); do
