@@ -282,7 +282,8 @@ static void check_splits(const struct http_rewrite *rw, const char *in, size_t l
 	ref_ret = feed_split(rw, in, len, len, len, false, &ref, &ref_st, NULL);
 	ret = feed_split(rw, in, len, 0, 0, true, &out, &st, NULL);
 	if (!ASSERT_EQ(ret, ref_ret, name) || !ASSERT_EQ(st, ref_st, name) ||
-	    !ASSERT_EQ(out.len, ref.len, name) || !ASSERT_MEMEQ(out.data, ref.data, out.len, name))
+	    !ASSERT_EQ(out.len, ref.len, name) ||
+	    (out.len && !ASSERT_MEMEQ(out.data, ref.data, out.len, name)))
 		goto out;
 	for (a = 0; a <= len; a++) {
 		for (b = a; b <= len; b += (len > 400 ? 97 : 1)) {
@@ -440,7 +441,7 @@ static size_t case_len(const struct status_case *c)
 	size_t n = strlen(c->in);
 
 	/* NUL cases: the rest of the literal after the NUL */
-	if (strstr(c->name, "nul"))
+	if (strncmp(c->name, "nul ", 4) == 0)
 		n += 1 + strlen(c->in + n + 1);
 	return n;
 }
