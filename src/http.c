@@ -802,7 +802,7 @@ static int header_byte(struct http_parser *p, const struct http_rewrite *rw, uns
 			return 0;
 		if (c <= 0x20 || c == 0x7f || c == ':')
 			return fail(p, 400); /* obs-fold, NUL, empty name */
-		p->line_invalid = true; /* '_' and other non-token bytes */
+		p->line_invalid = true;	     /* '_' and other non-token bytes */
 		return 0;
 	case H_NAME:
 		if (name_char(c))
@@ -921,8 +921,7 @@ account:
  * A complete trailer field line is in p->head: keep it unless it is an
  * identity header, has an invalid name, no ':' or is an obs-fold line.
  */
-static int trailer_line_done(struct http_parser *p, const struct http_rewrite *rw,
-			     struct buf *out)
+static int trailer_line_done(struct http_parser *p, const struct http_rewrite *rw, struct buf *out)
 {
 	const char *l = p->head.data;
 	size_t len = p->head.len, n = 0;
@@ -930,8 +929,7 @@ static int trailer_line_done(struct http_parser *p, const struct http_rewrite *r
 	while (n < len && name_char((unsigned char)l[n]))
 		n++;
 	if (n && n < len && l[n] == ':' &&
-	    !http_is_identity_header(l, n, rw->headers, rw->nheaders) &&
-	    buf_append(out, l, len))
+	    !http_is_identity_header(l, n, rw->headers, rw->nheaders) && buf_append(out, l, len))
 		return -ENOMEM;
 	buf_reset(&p->head);
 	return 0;
@@ -1145,25 +1143,25 @@ struct http_page {
 #define PAGE_400(t) PAGE_HEAD("400 " t) PAGE_H1("400 Bad Request") "<center>" t "</center>\r\n"
 
 static const struct http_page http_pages[] = {
-	{ 400, "400 Bad Request", PAGE("400 Bad Request") },
-	{ 405, "405 Not Allowed", PAGE("405 Not Allowed") },
-	{ 414, "414 Request-URI Too Large", PAGE("414 Request-URI Too Large") },
-	{ 494, "400 Bad Request", PAGE_400("Request Header Or Cookie Too Large") },
-	{ 495, "400 Bad Request", PAGE_400("The SSL certificate error") },
-	{ 496, "400 Bad Request", PAGE_400("No required SSL certificate was sent") },
-	{ 501, "501 Not Implemented", PAGE("501 Not Implemented") },
-	{ 502, "502 Bad Gateway", PAGE("502 Bad Gateway") },
-	{ 504, "504 Gateway Time-out", PAGE("504 Gateway Time-out") },
-	{ 505, "505 HTTP Version Not Supported", PAGE("505 HTTP Version Not Supported") },
+	{400, "400 Bad Request", PAGE("400 Bad Request")},
+	{405, "405 Not Allowed", PAGE("405 Not Allowed")},
+	{414, "414 Request-URI Too Large", PAGE("414 Request-URI Too Large")},
+	{494, "400 Bad Request", PAGE_400("Request Header Or Cookie Too Large")},
+	{495, "400 Bad Request", PAGE_400("The SSL certificate error")},
+	{496, "400 Bad Request", PAGE_400("No required SSL certificate was sent")},
+	{501, "501 Not Implemented", PAGE("501 Not Implemented")},
+	{502, "502 Bad Gateway", PAGE("502 Bad Gateway")},
+	{504, "504 Gateway Time-out", PAGE("504 Gateway Time-out")},
+	{505, "505 HTTP Version Not Supported", PAGE("505 HTTP Version Not Supported")},
 };
 
 static const char http_tail[] = "<hr><center>ktlsgw</center>\r\n</body>\r\n</html>\r\n";
 
 int http_error_response_at(int status, time_t now, struct buf *out)
 {
-	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	const struct http_page *pg = NULL;
 	struct tm tm;
 	size_t i;

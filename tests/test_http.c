@@ -32,9 +32,9 @@ static int test_inject(void *arg, const char *xff, const char *host, struct buf 
 }
 
 static struct gw_header test_hdrs[] = {
-	{ .name = "X-SSL-Client-Verify" },
-	{ .name = "X-Forwarded-For" },
-	{ .name = "X-Real-Identity" },
+	{.name = "X-SSL-Client-Verify"},
+	{.name = "X-Forwarded-For"},
+	{.name = "X-Real-Identity"},
 };
 
 static int inject_calls;
@@ -108,7 +108,7 @@ static bool out_is(const struct buf *out, const char *want, const char *name)
 void test_http_rewrite_strips_identity(void)
 {
 	struct http_rewrite rw;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	int st;
 	const char *in = "GET /a?b=c HTTP/1.1\r\n"
 			 "Host: WWW.Example.COM:8443\r\n"
@@ -153,7 +153,7 @@ out:
 void test_http_rewrite_bare_lf_and_host(void)
 {
 	struct http_rewrite rw;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	int st;
 
 	rw_init(&rw);
@@ -185,14 +185,13 @@ void test_http_rewrite_bare_lf_and_host(void)
 
 void test_http_identity_predicate(void)
 {
-	static const char *const yes[] = { "X-SSL-Cert",      "x-ssl-client-verify",
-					   "X-SSL-",	      "X-Client-Foo",
-					   "x-client-",	      "X-Forwarded-Client-Cert",
-					   "client-cert",     "Client-Cert-Chain",
-					   "x-real-identity", "X-FORWARDED-FOR" };
-	static const char *const no[] = { "X-SSL",	   "X-Clients", "Client-Certs",
-					  "X-Forwarded-Client", "Host",	     "X-Forwarded-Host",
-					  "XSSL-Cert" };
+	static const char *const yes[] = {
+		"X-SSL-Cert",	   "x-ssl-client-verify",     "X-SSL-",	     "X-Client-Foo",
+		"x-client-",	   "X-Forwarded-Client-Cert", "client-cert", "Client-Cert-Chain",
+		"x-real-identity", "X-FORWARDED-FOR"};
+	static const char *const no[] = {
+		"X-SSL", "X-Clients",	     "Client-Certs", "X-Forwarded-Client",
+		"Host",	 "X-Forwarded-Host", "XSSL-Cert"};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(yes); i++)
@@ -214,53 +213,53 @@ static const struct {
 	const char *in;
 	const char *want;
 } streams[] = {
-	{ "cl pipelined",
-	  "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nX-SSL-Cert: x\r\n\r\n"
-	  "X-SSL-Cert:"
-	  "GET /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
-	  "PUT /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\r\n\r\n",
-	  "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n" INJ "X-SSL-Cert:"
-	  "GET /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n" INJ
-	  "PUT /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n" INJ "\r\n\r\n" },
-	{ "chunked ext trailers",
-	  "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-	  "5;name=\"v\" ; x\r\nhello\r\n"
-	  "A\r\n0123456789\r\n"
-	  "00c \r\nHost: b\r\n\r\nx\r\n"
-	  "0;last\r\n"
-	  "X-SSL-Cert: spoof\r\n"
-	  "Checksum: abc\r\n"
-	  "x-client-id: 1\r\n"
-	  "X-Real-Identity: t\n"
-	  "Bad Name: 1\r\n"
-	  " folded\r\n"
-	  "Kept-Lf: 1\n"
-	  "\r\n"
-	  "GET /n HTTP/1.1\r\nHost: a\r\n\r\n",
-	  "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" INJ
-	  "5;name=\"v\" ; x\r\nhello\r\n"
-	  "A\r\n0123456789\r\n"
-	  "00c \r\nHost: b\r\n\r\nx\r\n"
-	  "0;last\r\n"
-	  "Checksum: abc\r\n"
-	  "Kept-Lf: 1\n"
-	  "\r\n"
-	  "GET /n HTTP/1.1\r\nHost: a\r\n" INJ },
-	{ "chunked bare lf, no trailer",
-	  "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
-	  "3\nabc\n0\n\n"
-	  "DELETE /d HTTP/1.1\r\nHost: a\r\n\r\n",
-	  "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n" INJ "3\nabc\n0\n\n"
-	  "DELETE /d HTTP/1.1\r\nHost: a\r\n" INJ },
-	{ "dropped invalid names, leading crlf",
-	  "\r\nGET / HTTP/1.1\r\nHost: a\r\nX.SSL.Cert: 1\r\nX\xff: 2\r\nOk-1: 3\r\n\r\n",
-	  "GET / HTTP/1.1\r\nHost: a\r\nOk-1: 3\r\n" INJ },
+	{"cl pipelined",
+	 "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nX-SSL-Cert: x\r\n\r\n"
+	 "X-SSL-Cert:"
+	 "GET /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+	 "PUT /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\r\n\r\n",
+	 "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n" INJ "X-SSL-Cert:"
+	 "GET /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n" INJ
+	 "PUT /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n" INJ "\r\n\r\n"},
+	{"chunked ext trailers",
+	 "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	 "5;name=\"v\" ; x\r\nhello\r\n"
+	 "A\r\n0123456789\r\n"
+	 "00c \r\nHost: b\r\n\r\nx\r\n"
+	 "0;last\r\n"
+	 "X-SSL-Cert: spoof\r\n"
+	 "Checksum: abc\r\n"
+	 "x-client-id: 1\r\n"
+	 "X-Real-Identity: t\n"
+	 "Bad Name: 1\r\n"
+	 " folded\r\n"
+	 "Kept-Lf: 1\n"
+	 "\r\n"
+	 "GET /n HTTP/1.1\r\nHost: a\r\n\r\n",
+	 "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" INJ
+	 "5;name=\"v\" ; x\r\nhello\r\n"
+	 "A\r\n0123456789\r\n"
+	 "00c \r\nHost: b\r\n\r\nx\r\n"
+	 "0;last\r\n"
+	 "Checksum: abc\r\n"
+	 "Kept-Lf: 1\n"
+	 "\r\n"
+	 "GET /n HTTP/1.1\r\nHost: a\r\n" INJ},
+	{"chunked bare lf, no trailer",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
+	 "3\nabc\n0\n\n"
+	 "DELETE /d HTTP/1.1\r\nHost: a\r\n\r\n",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n" INJ "3\nabc\n0\n\n"
+	 "DELETE /d HTTP/1.1\r\nHost: a\r\n" INJ},
+	{"dropped invalid names, leading crlf",
+	 "\r\nGET / HTTP/1.1\r\nHost: a\r\nX.SSL.Cert: 1\r\nX\xff: 2\r\nOk-1: 3\r\n\r\n",
+	 "GET / HTTP/1.1\r\nHost: a\r\nOk-1: 3\r\n" INJ},
 };
 
 void test_http_bodies_and_pipelining(void)
 {
 	struct http_rewrite rw;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	size_t i;
 	int st;
 
@@ -275,7 +274,7 @@ void test_http_bodies_and_pipelining(void)
 static void check_splits(const struct http_rewrite *rw, const char *in, size_t len,
 			 const char *name)
 {
-	struct buf ref = { 0 }, out = { 0 };
+	struct buf ref = {0}, out = {0};
 	int ref_ret, ref_st, ret, st;
 	size_t a, b;
 
@@ -304,7 +303,7 @@ out:
 void test_http_every_split_point(void)
 {
 	struct http_rewrite rw;
-	struct buf all = { 0 };
+	struct buf all = {0};
 	size_t i;
 
 	rw_init(&rw);
@@ -326,105 +325,129 @@ struct status_case {
 };
 
 static const struct status_case status_cases[] = {
-	{ "ok", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  cont\r\n\r\n", 400 },
-	{ "obs-fold tab", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tcont\r\n\r\n", 400 },
-	{ "nul value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\0002\r\n\r\n", 400 },
-	{ "nul name", "GET / HTTP/1.1\r\nHost: a\r\nX\000A: 1\r\n\r\n", 400 },
-	{ "nul uri", "GET /\000 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "cl and te", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
-		       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
-	{ "te and cl", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-		       "Content-Length: 3\r\n\r\n0\r\n\r\n", 400 },
-	{ "dup cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
-		    "\r\nabc", 400 },
-	{ "bad cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc", 400 },
-	{ "neg cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\nabc", 400 },
-	{ "plus cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400 },
-	{ "empty cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\nabc", 400 },
-	{ "huge cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n"
-		     "\r\n", 400 },
-	{ "te gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
-	{ "te list", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-	  501 },
-	{ "te http/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
-	{ "te CHUNKED", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED  \r\n\r\n"
-			"0\r\n\r\n", 0 },
-	{ "dup te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-		    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
-	{ "bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-			    "zz\r\n\r\n", 400 },
-	{ "chunk no crlf", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-			   "3\r\nabcX\r\n0\r\n\r\n", 400 },
-	{ "chunk size overflow", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-				 "\r\n10000000000000000\r\n", 400 },
-	{ "no host 1.1", "GET / HTTP/1.1\r\n\r\n", 400 },
-	{ "no host 1.0", "GET / HTTP/1.0\r\n\r\n", 0 },
-	{ "dup host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },
-	{ "bad host", "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", 400 },
-	{ "host slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400 },
-	{ "empty host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 400 },
-	{ "host port only", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400 },
-	{ "lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "tab after method", "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "connect", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "connect path", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 405 },
-	{ "trace", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405 },
-	{ "unknown method", "FOO_BAR-X / HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "underscore ignored", "GET / HTTP/1.1\r\nHost: a\r\nX_SSL: 1\r\n\r\n", 0 },
-	{ "space before colon", "GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n", 400 },
-	{ "colon first", "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400 },
-	{ "h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400 },
-	{ "http/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505 },
-	{ "http/3.0", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505 },
-	{ "http/11.1", "GET / HTTP/11.1\r\nHost: a\r\n\r\n", 505 },
-	{ "http/0.9 version", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 400 },
-	{ "http/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0 },
-	{ "http/1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", 0 },
-	{ "http/1.1000", "GET / HTTP/1.1000\r\nHost: a\r\n\r\n", 400 },
-	{ "lowercase http", "GET / http/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "bare lf", "GET / HTTP/1.1\nHost: a\n\n", 0 },
-	{ "cr only", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400 },
-	{ "cr cr lf", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\r\n\r\n", 0 },
-	{ "cr in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\rx\r\n\r\n", 400 },
-	{ "dotdot", "GET /../x HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "dotdot ok", "GET /a/../x HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "dotdot quoted", "GET /a/%2e%2E/..%2f HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "dotdot in args", "GET /a?/../../x HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "bad pct", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "pct nul", "GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "pct short", "GET /a%4 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "pct in args", "GET /a?%zz HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "abs no host", "GET http://Foo.com:80/x HTTP/1.1\r\n\r\n", 400 },
-	{ "abs ok", "GET http://Foo.com:80/x HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "abs bad host", "GET http://a..b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "abs ipv6", "GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "abs underscore", "GET http://a_b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "star", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "dup authorization", "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\n"
-			       "Authorization: b\r\n\r\n", 400 },
-	{ "dup cookie", "GET / HTTP/1.1\r\nHost: a\r\nCookie: a\r\nCookie: b\r\n\r\n", 0 },
-	{ "high byte name", "GET / HTTP/1.1\r\nHost: a\r\nX\xff" "A: 1\r\n\r\n", 0 },
-	{ "tab in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A:\t1\r\n\r\n", 0 },
-	{ "spaces in line", "GET  /  HTTP/1.1  \r\nHost: a\r\n\r\n", 0 },
-	{ "del in uri", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
-	{ "high byte uri", "GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
-	{ "header done then junk", "GET / HTTP/1.1\r\nHost: a\r\n\rX", 400 },
-	{ "upgrade", "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
-		     "Upgrade: websocket\r\n\r\n", 0 },
+	{"ok", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  cont\r\n\r\n", 400},
+	{"obs-fold tab", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tcont\r\n\r\n", 400},
+	{"nul value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\0002\r\n\r\n", 400},
+	{"nul name", "GET / HTTP/1.1\r\nHost: a\r\nX\000A: 1\r\n\r\n", 400},
+	{"nul uri", "GET /\000 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"cl and te",
+	 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+	 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	 400},
+	{"te and cl",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	 "Content-Length: 3\r\n\r\n0\r\n\r\n",
+	 400},
+	{"dup cl",
+	 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
+	 "\r\nabc",
+	 400},
+	{"bad cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc", 400},
+	{"neg cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\nabc", 400},
+	{"plus cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400},
+	{"empty cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\nabc", 400},
+	{"huge cl",
+	 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n"
+	 "\r\n",
+	 400},
+	{"te gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+	{"te list", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+	{"te http/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+	{"te CHUNKED",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED  \r\n\r\n"
+	 "0\r\n\r\n",
+	 0},
+	{"dup te",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	 400},
+	{"bad chunk size",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	 "zz\r\n\r\n",
+	 400},
+	{"chunk no crlf",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	 "3\r\nabcX\r\n0\r\n\r\n",
+	 400},
+	{"chunk size overflow",
+	 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	 "\r\n10000000000000000\r\n",
+	 400},
+	{"no host 1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+	{"no host 1.0", "GET / HTTP/1.0\r\n\r\n", 0},
+	{"dup host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+	{"bad host", "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", 400},
+	{"host slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+	{"empty host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 400},
+	{"host port only", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},
+	{"lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"tab after method", "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"connect", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"connect path", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+	{"trace", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+	{"unknown method", "FOO_BAR-X / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"underscore ignored", "GET / HTTP/1.1\r\nHost: a\r\nX_SSL: 1\r\n\r\n", 0},
+	{"space before colon", "GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n", 400},
+	{"colon first", "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400},
+	{"h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},
+	{"http/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+	{"http/3.0", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505},
+	{"http/11.1", "GET / HTTP/11.1\r\nHost: a\r\n\r\n", 505},
+	{"http/0.9 version", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 400},
+	{"http/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0},
+	{"http/1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", 0},
+	{"http/1.1000", "GET / HTTP/1.1000\r\nHost: a\r\n\r\n", 400},
+	{"lowercase http", "GET / http/1.1\r\nHost: a\r\n\r\n", 400},
+	{"bare lf", "GET / HTTP/1.1\nHost: a\n\n", 0},
+	{"cr only", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400},
+	{"cr cr lf", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\r\n\r\n", 0},
+	{"cr in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\rx\r\n\r\n", 400},
+	{"dotdot", "GET /../x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"dotdot ok", "GET /a/../x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"dotdot quoted", "GET /a/%2e%2E/..%2f HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"dotdot in args", "GET /a?/../../x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"bad pct", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"pct nul", "GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"pct short", "GET /a%4 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"pct in args", "GET /a?%zz HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"abs no host", "GET http://Foo.com:80/x HTTP/1.1\r\n\r\n", 400},
+	{"abs ok", "GET http://Foo.com:80/x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"abs bad host", "GET http://a..b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"abs ipv6", "GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"abs underscore", "GET http://a_b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"star", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"dup authorization",
+	 "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\n"
+	 "Authorization: b\r\n\r\n",
+	 400},
+	{"dup cookie", "GET / HTTP/1.1\r\nHost: a\r\nCookie: a\r\nCookie: b\r\n\r\n", 0},
+	{"high byte name",
+	 "GET / HTTP/1.1\r\nHost: a\r\nX\xff"
+	 "A: 1\r\n\r\n",
+	 0},
+	{"tab in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A:\t1\r\n\r\n", 0},
+	{"spaces in line", "GET  /  HTTP/1.1  \r\nHost: a\r\n\r\n", 0},
+	{"del in uri", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"high byte uri", "GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+	{"header done then junk", "GET / HTTP/1.1\r\nHost: a\r\n\rX", 400},
+	{"upgrade",
+	 "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
+	 "Upgrade: websocket\r\n\r\n",
+	 0},
 };
 
 /* Deliberate differences from nginx 1.22 (it proxies these). */
 static const struct status_case status_cases_own[] = {
-	{ "no colon", "GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n", 400 },
-	{ "http/0.9", "GET /\r\n", 400 },
-	{ "http/0.9 lf", "GET /x\n", 400 },
+	{"no colon", "GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n", 400},
+	{"http/0.9", "GET /\r\n", 400},
+	{"http/0.9 lf", "GET /x\n", 400},
 };
 
 static int status_of(const struct http_rewrite *rw, const char *in, size_t len, bool *complete)
 {
 	struct http_parser p;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	int st = 0, ret;
 
 	ret = feed_split(rw, in, len, len, len, false, &out, &st, &p);
@@ -474,13 +497,12 @@ void test_http_error_state_sticks(void)
 {
 	struct http_rewrite rw;
 	struct http_parser p;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	int st = 0;
 
 	rw_init(&rw);
 	http_parser_init(&p);
-	ASSERT_OK(http_feed(&p, &rw, "GET / HTTP/1.1\r\nHost: a\r\n\r\nG", 28, &out, &st),
-		  "first");
+	ASSERT_OK(http_feed(&p, &rw, "GET / HTTP/1.1\r\nHost: a\r\n\r\nG", 28, &out, &st), "first");
 	ASSERT_EQ(http_feed(&p, &rw, "et", 2, &out, &st), -EBADMSG, "lowercase in method");
 	ASSERT_EQ(st, 400, "status");
 	ASSERT_EQ(p.state, HTTP_S_ERROR, "state");
@@ -521,7 +543,7 @@ static char *make_hdrline(size_t len)
 /* @n header lines of @len bytes each. */
 static char *make_many(int n, size_t len)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	char *s;
 	int i;
 
@@ -549,30 +571,30 @@ static size_t limit_cases(struct limit_case *lc)
 {
 	size_t n = 0;
 
-	lc[n] = (struct limit_case){ make_reqline(511, "Host: a\r\n\r\n"), 0, "reqline S-1" };
+	lc[n] = (struct limit_case){make_reqline(511, "Host: a\r\n\r\n"), 0, "reqline S-1"};
 	n++;
-	lc[n] = (struct limit_case){ make_reqline(512, "Host: a\r\n\r\n"), 0, "reqline S" };
+	lc[n] = (struct limit_case){make_reqline(512, "Host: a\r\n\r\n"), 0, "reqline S"};
 	n++;
-	lc[n] = (struct limit_case){ make_reqline(513, "Host: a\r\n\r\n"), 414, "reqline S+1" };
+	lc[n] = (struct limit_case){make_reqline(513, "Host: a\r\n\r\n"), 414, "reqline S+1"};
 	n++;
-	lc[n] = (struct limit_case){ make_reqline(4000, "Host: a\r\n\r\n"), 414, "reqline long" };
+	lc[n] = (struct limit_case){make_reqline(4000, "Host: a\r\n\r\n"), 414, "reqline long"};
 	n++;
-	lc[n] = (struct limit_case){ make_hdrline(512), 0, "hdrline S" };
+	lc[n] = (struct limit_case){make_hdrline(512), 0, "hdrline S"};
 	n++;
-	lc[n] = (struct limit_case){ make_hdrline(513), 494, "hdrline S+1" };
+	lc[n] = (struct limit_case){make_hdrline(513), 494, "hdrline S+1"};
 	n++;
-	lc[n] = (struct limit_case){ make_hdrline(3000), 494, "hdrline long" };
+	lc[n] = (struct limit_case){make_hdrline(3000), 494, "hdrline long"};
 	n++;
 	/* the whole head: 128 + 2 * 512 with whole lines per buffer */
-	lc[n] = (struct limit_case){ make_many(2, 300), 0, "2 x 300" };
+	lc[n] = (struct limit_case){make_many(2, 300), 0, "2 x 300"};
 	n++;
-	lc[n] = (struct limit_case){ make_many(3, 300), 494, "3 x 300" };
+	lc[n] = (struct limit_case){make_many(3, 300), 494, "3 x 300"};
 	n++;
-	lc[n] = (struct limit_case){ make_many(20, 40), 0, "20 x 40" };
+	lc[n] = (struct limit_case){make_many(20, 40), 0, "20 x 40"};
 	n++;
-	lc[n] = (struct limit_case){ make_many(30, 40), 494, "30 x 40" };
+	lc[n] = (struct limit_case){make_many(30, 40), 494, "30 x 40"};
 	n++;
-	lc[n] = (struct limit_case){ make_reqline(500, ""), 0, "reqline then many" };
+	lc[n] = (struct limit_case){make_reqline(500, ""), 0, "reqline then many"};
 	free(lc[n].in);
 	lc[n].in = make_reqline(500, "Host: a\r\nX-1: 12345678901234567890\r\n"
 				     "X-2: 12345678901234567890\r\n\r\n");
@@ -607,7 +629,10 @@ void test_http_limits_default(void)
 		size_t len;
 		int status;
 	} cases[] = {
-		{ 0, 8192, 0 }, { 0, 8193, 414 }, { 1, 8192, 0 }, { 1, 8193, 494 },
+		{0, 8192, 0},
+		{0, 8193, 414},
+		{1, 8192, 0},
+		{1, 8193, 494},
 	};
 
 	rw_init(&rw);
@@ -645,7 +670,7 @@ void test_http_upgrade_switched(void)
 {
 	struct http_rewrite rw;
 	struct http_parser p;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	const char frame[] = "\x81\x05hello GET / HTTP/1.1\r\nX-SSL-Cert: not a header\r\n\r\n";
 	int st = 0;
 
@@ -677,7 +702,7 @@ void test_http_upgrade_refused(void)
 {
 	struct http_rewrite rw;
 	struct http_parser p;
-	struct buf out = { 0 };
+	struct buf out = {0};
 	const char next[] = "GET /2 HTTP/1.1\r\nHost: a\r\nX-Client-Cert: x\r\n\r\nGET /3 HT";
 	int st = 0;
 
@@ -710,8 +735,8 @@ void test_http_upgrade_refused(void)
 	/* Connection: upgrade without Upgrade is an ordinary request */
 	http_parser_free(&p);
 	http_parser_init(&p);
-	ASSERT_OK(http_feed(&p, &rw, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n",
-			    47, &out, &st),
+	ASSERT_OK(http_feed(&p, &rw, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n", 47,
+			    &out, &st),
 		  "no upgrade header");
 	ASSERT_EQ(p.state, HTTP_S_HEAD, "no wait");
 	http_parser_free(&p);
@@ -720,7 +745,7 @@ void test_http_upgrade_refused(void)
 
 void test_http_error_pages(void)
 {
-	struct buf out = { 0 };
+	struct buf out = {0};
 	/* 2026-11-27 11:00:17 UTC, a Friday */
 	const time_t t = 1795777217;
 	const char *want400 = "HTTP/1.1 400 Bad Request\r\n"
@@ -737,35 +762,36 @@ void test_http_error_pages(void)
 			      "<hr><center>ktlsgw</center>\r\n"
 			      "</body>\r\n"
 			      "</html>\r\n";
-	const char *want494 = "HTTP/1.1 400 Bad Request\r\n"
-			      "Server: ktlsgw\r\n"
-			      "Date: Fri, 27 Nov 2026 11:00:17 GMT\r\n"
-			      "Content-Type: text/html\r\n"
-			      "Content-Length: 227\r\n"
-			      "Connection: close\r\n"
-			      "\r\n"
-			      "<html>\r\n"
-			      "<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n"
-			      "<body>\r\n"
-			      "<center><h1>400 Bad Request</h1></center>\r\n"
-			      "<center>Request Header Or Cookie Too Large</center>\r\n"
-			      "<hr><center>ktlsgw</center>\r\n"
-			      "</body>\r\n"
-			      "</html>\r\n";
+	const char *want494 =
+		"HTTP/1.1 400 Bad Request\r\n"
+		"Server: ktlsgw\r\n"
+		"Date: Fri, 27 Nov 2026 11:00:17 GMT\r\n"
+		"Content-Type: text/html\r\n"
+		"Content-Length: 227\r\n"
+		"Connection: close\r\n"
+		"\r\n"
+		"<html>\r\n"
+		"<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n"
+		"<body>\r\n"
+		"<center><h1>400 Bad Request</h1></center>\r\n"
+		"<center>Request Header Or Cookie Too Large</center>\r\n"
+		"<hr><center>ktlsgw</center>\r\n"
+		"</body>\r\n"
+		"</html>\r\n";
 	static const struct {
 		int status;
 		const char *line, *title;
 	} all[] = {
-		{ 400, "HTTP/1.1 400 Bad Request", "400 Bad Request" },
-		{ 405, "HTTP/1.1 405 Not Allowed", "405 Not Allowed" },
-		{ 414, "HTTP/1.1 414 Request-URI Too Large", "414 Request-URI Too Large" },
-		{ 494, "HTTP/1.1 400 Bad Request", "400 Request Header Or Cookie Too Large" },
-		{ 495, "HTTP/1.1 400 Bad Request", "400 The SSL certificate error" },
-		{ 496, "HTTP/1.1 400 Bad Request", "400 No required SSL certificate was sent" },
-		{ 501, "HTTP/1.1 501 Not Implemented", "501 Not Implemented" },
-		{ 502, "HTTP/1.1 502 Bad Gateway", "502 Bad Gateway" },
-		{ 504, "HTTP/1.1 504 Gateway Time-out", "504 Gateway Time-out" },
-		{ 505, "HTTP/1.1 505 HTTP Version Not Supported", "505 HTTP Version Not Supported" },
+		{400, "HTTP/1.1 400 Bad Request", "400 Bad Request"},
+		{405, "HTTP/1.1 405 Not Allowed", "405 Not Allowed"},
+		{414, "HTTP/1.1 414 Request-URI Too Large", "414 Request-URI Too Large"},
+		{494, "HTTP/1.1 400 Bad Request", "400 Request Header Or Cookie Too Large"},
+		{495, "HTTP/1.1 400 Bad Request", "400 The SSL certificate error"},
+		{496, "HTTP/1.1 400 Bad Request", "400 No required SSL certificate was sent"},
+		{501, "HTTP/1.1 501 Not Implemented", "501 Not Implemented"},
+		{502, "HTTP/1.1 502 Bad Gateway", "502 Bad Gateway"},
+		{504, "HTTP/1.1 504 Gateway Time-out", "504 Gateway Time-out"},
+		{505, "HTTP/1.1 505 HTTP Version Not Supported", "505 HTTP Version Not Supported"},
 	};
 	char title[128];
 	const char *body;
@@ -780,8 +806,7 @@ void test_http_error_pages(void)
 		buf_reset(&out);
 		if (!ASSERT_OK(http_error_response(all[i].status, &out), all[i].line))
 			continue;
-		ASSERT_TRUE(strncmp(out.data, all[i].line, strlen(all[i].line)) == 0,
-			    all[i].line);
+		ASSERT_TRUE(strncmp(out.data, all[i].line, strlen(all[i].line)) == 0, all[i].line);
 		snprintf(title, sizeof(title), "<title>%s</title>", all[i].title);
 		ASSERT_STRSTR(out.data, title, all[i].line);
 		body = strstr(out.data, "\r\n\r\n");
@@ -801,7 +826,7 @@ void test_http_error_pages(void)
 
 static int free_port(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 
@@ -816,8 +841,8 @@ static int free_port(void)
 
 static int connect_port(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct timeval tv = { .tv_sec = 3 };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct timeval tv = {.tv_sec = 3};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

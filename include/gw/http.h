@@ -16,12 +16,12 @@
 #include <time.h>
 
 enum http_state {
-	HTTP_S_HEAD = 0,    /* collecting a request head */
-	HTTP_S_BODY_CL,	    /* Content-Length body */
-	HTTP_S_BODY_CHUNKED,/* chunked body (and trailers) */
-	HTTP_S_UPGRADE_WAIT,/* Upgrade request sent; waiting for the backend's answer */
-	HTTP_S_OPAQUE,	    /* after 101: bytes pass untouched */
-	HTTP_S_ERROR,	    /* a 4xx was produced; nothing more is accepted */
+	HTTP_S_HEAD = 0,     /* collecting a request head */
+	HTTP_S_BODY_CL,	     /* Content-Length body */
+	HTTP_S_BODY_CHUNKED, /* chunked body (and trailers) */
+	HTTP_S_UPGRADE_WAIT, /* Upgrade request sent; waiting for the backend's answer */
+	HTTP_S_OPAQUE,	     /* after 101: bytes pass untouched */
+	HTTP_S_ERROR,	     /* a 4xx was produced; nothing more is accepted */
 };
 
 /*
@@ -44,30 +44,30 @@ struct http_rewrite {
 
 struct http_parser {
 	enum http_state state;
-	struct buf head; /* partial head */
-	uint64_t remaining; /* body bytes (CL) or bytes left in the current chunk */
-	int chunk_state;    /* private to http.c */
-	struct buf held;    /* client bytes held while HTTP_S_UPGRADE_WAIT */
+	struct buf head;	/* partial head */
+	uint64_t remaining;	/* body bytes (CL) or bytes left in the current chunk */
+	int chunk_state;	/* private to http.c */
+	struct buf held;	/* client bytes held while HTTP_S_UPGRADE_WAIT */
 	unsigned long requests; /* heads forwarded */
 
 	/* The rest is private to http.c: the current head or trailer line. */
-	struct buf fwd;	  /* request line + kept header lines of the current head */
-	struct buf xff;	  /* X-Forwarded-For values joined by ", " */
-	struct buf host;  /* $host: request-line host, else Host header (normalised) */
-	int err_status;	  /* status once in HTTP_S_ERROR */
-	int lstate;	  /* byte state inside the current line */
-	bool in_reqline;  /* still in the request line */
+	struct buf fwd;	    /* request line + kept header lines of the current head */
+	struct buf xff;	    /* X-Forwarded-For values joined by ", " */
+	struct buf host;    /* $host: request-line host, else Host header (normalised) */
+	int err_status;	    /* status once in HTTP_S_ERROR */
+	int lstate;	    /* byte state inside the current line */
+	bool in_reqline;    /* still in the request line */
 	bool upgrade_after; /* enter HTTP_S_UPGRADE_WAIT after this request's body */
-	size_t line_start; /* offsets into head of the current line */
+	size_t line_start;  /* offsets into head of the current line */
 	size_t name_end, val_start, val_end;
 	bool line_invalid, line_colon;
 	size_t uri_start, uri_end, host_start, host_end, method_len;
 	int http_major, http_minor;
-	unsigned hflags;  /* HTTP_HF_* seen in this head */
+	unsigned hflags;			   /* HTTP_HF_* seen in this head */
 	size_t cl_start, cl_end, te_start, te_end; /* values in head */
-	size_t lbuf_size, lbuf_used; /* nginx header-buffer model */
+	size_t lbuf_size, lbuf_used;		   /* nginx header-buffer model */
 	int lbuf_busy;
-	size_t line_len;  /* bytes of the current line as nginx counts them */
+	size_t line_len; /* bytes of the current line as nginx counts them */
 };
 
 void http_parser_init(struct http_parser *p);
