@@ -83,6 +83,13 @@ struct gw_listen {
 	bool ssl;
 	bool reuseport;
 	int backlog; /* default 511 as nginx (-1 on Linux means 511 there too) */
+	/*
+	 * The default server for this address (SNI miss / no SNI): set on exactly
+	 * one listen per address across all servers, the one written with
+	 * "default_server", else the first one, as nginx.
+	 */
+	bool default_server;
+	bool ipv6only; /* IPv6 addresses only: IPV6_V6ONLY, default on as nginx */
 	const char *file;
 	int line;
 };
@@ -155,9 +162,10 @@ struct gw_server {
 	long handshake_timeout_ms; /* default 10000 */
 	struct gw_passthrough *passthroughs;
 	size_t npassthroughs;
+	char *ecdh_curve; /* ssl_ecdh_curve: NULL = "auto" (OpenSSL's default groups) */
 
 	/* upstream */
-	char *proxy_pass; /* as written */
+	char *proxy_pass; /* as written; NULL (backendlen 0) for an http server without one */
 	struct sockaddr_storage backend;
 	socklen_t backendlen;
 	struct gw_header *headers; /* proxy_set_header, in order */
@@ -185,6 +193,10 @@ struct gw_config {
 
 	struct gw_server *servers;
 	size_t nservers;
+
+	/* every file read (main + includes): the storage behind all file/line fields */
+	char **files;
+	size_t nfiles;
 };
 
 /*
