@@ -140,6 +140,7 @@ struct cf_server {
 	size_t nnames;
 	struct gw_passthrough *pts;
 	size_t npts;
+	bool proxy_pass_err; /* a proxy_pass was written but rejected: no second error */
 };
 
 enum cf_ctx {
@@ -860,10 +861,8 @@ static int cf_parse_addr(const char *text, bool listen, int defport,
 		else if (rb[1] != '\0')
 			return -EINVAL;
 	} else {
-		long v;
-
 		colon = strrchr(text, ':');
-		if (listen && !colon && cf_parse_int(text, 65535, &v) == 0) {
+		if (listen && !colon && text[0] && strspn(text, "0123456789") == strlen(text)) {
 			/* "listen 443" */
 			portstr = text;
 			wildcard = true;
@@ -1366,6 +1365,7 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		return -ENOMEM;
 	if (cf_parse_addr(hostport, false, http ? 80 : 0, &w->lv->backend, &w->lv->backendlen,
 			  &why)) {
+		w->srv->proxy_pass_err = true;
 		nerr(p, n, "%s in upstream \"%s\"", why, hostport);
 		goto out;
 	}
@@ -2344,7 +2344,8 @@ static int cf_build_server(struct cf_parser *p, struct cf_server *s, struct gw_s
 }
 
 /* Semantic checks of one merged server (nginx's merge-time errors and ours). */
-static void cf_check_server(struct cf_parser *p, const struct gw_server *d, bool certs_err)
+static void cf_check_server(struct cf_parser *p, const struct cf_server *s,
+			    const struct gw_server *d, bool certs_err)
 {
 	const struct gw_listen *first_ssl = NULL;
 
@@ -2373,7 +2374,7 @@ static void cf_check_server(struct cf_parser *p, const struct gw_server *d, bool
 		cf_error(p, d->verify_where.file, d->verify_where.line,
 			 "no ssl_client_certificate for ssl_verify_client");
 	if (d->mode == GW_MODE_STREAM) {
-		if (!d->proxy_pass)
+		if (!d->proxy_pass && !s->proxy_pass_err)
 			cf_error(p, d->file, d->line, "no \"proxy_pass\" is defined for server in %s:%d",
 				 d->file, d->line);
 		if (d->verify_failure == GW_VFAIL_HTTP)
@@ -2475,7 +2476,7 @@ static int cf_finish(struct cf_parser *p)
 		ret = cf_build_server(p, s, d);
 		if (ret)
 			return ret;
-		cf_check_server(p, d, p->nerrs != before);
+		cf_check_server(p, s, d, p->nerrs != before);
 	}
 	cf_check_addresses(p, cfg);
 	if (!cfg->nservers)
