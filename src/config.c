@@ -177,7 +177,7 @@ struct cf_parser {
 /* The walker's position. */
 struct cf_walk {
 	enum cf_ctx ctx;
-	struct cf_level *lv;  /* level receiving settings, NULL in main/events */
+	struct cf_level *lv;   /* level receiving settings, NULL in main/events */
 	struct cf_server *srv; /* current server{} */
 };
 
@@ -492,8 +492,8 @@ static int cf_parse_file(struct cf_parser *p, const char *path, struct cf_list *
 	}
 	if (!text) {
 		if (from_file)
-			cf_error(p, from_file, from_line, "open() \"%s\" failed (%d: %s)", path, err,
-				 strerror(err));
+			cf_error(p, from_file, from_line, "open() \"%s\" failed (%d: %s)", path,
+				 err, strerror(err));
 		else
 			cf_error(p, file, 0, "open() \"%s\" failed (%d: %s)", path, err,
 				 strerror(err));
@@ -634,8 +634,8 @@ static int cf_parse_list(struct cf_parser *p, struct cf_lexer *lx, struct cf_lis
 			continue;
 		}
 		if (t == TOK_SEMI && strcmp(args[0], "include") == 0) {
-			struct cf_node inc = { .args = args, .nargs = nargs, .file = lx->file,
-					       .line = lx->line };
+			struct cf_node inc = {
+				.args = args, .nargs = nargs, .file = lx->file, .line = lx->line};
 
 			ret = cf_include(p, &inc, out);
 			cf_node_free(&inc);
@@ -680,7 +680,7 @@ out:
 static int cf_parse_text(struct cf_parser *p, const char *text, size_t len, const char *file,
 			 struct cf_list *out)
 {
-	struct cf_lexer lx = { .p = text, .end = text + len, .file = file, .line = 1 };
+	struct cf_lexer lx = {.p = text, .end = text + len, .file = file, .line = 1};
 	int ret = cf_parse_list(p, &lx, out, false);
 
 	/* a syntax error is recorded; what was read so far is still checked */
@@ -839,8 +839,8 @@ static int cf_parse_int(const char *s, long max, long *out)
  * "localhost" most often listens on 127.0.0.1). Returns 0 or -EINVAL with
  * *@why: "invalid port", "no port", "host not found", "invalid host".
  */
-static int cf_parse_addr(const char *text, bool listen, int defport,
-			 struct sockaddr_storage *ss, socklen_t *sslen, const char **why)
+static int cf_parse_addr(const char *text, bool listen, int defport, struct sockaddr_storage *ss,
+			 socklen_t *sslen, const char **why)
 {
 	char host[256];
 	const char *colon, *portstr = NULL;
@@ -903,7 +903,7 @@ static int cf_parse_addr(const char *text, bool listen, int defport,
 	{
 		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai, *pick;
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai, *pick;
 
 		if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
 			sin->sin_family = AF_INET;
@@ -981,7 +981,7 @@ struct cf_kw {
 	unsigned short amin, amax; /* arguments after the name */
 	bool block;
 	cf_handler fn;
-	int field; /* enum cf_field for the generic handlers */
+	int field;  /* enum cf_field for the generic handlers */
 	size_t off; /* offset in struct cf_level for the generic handlers */
 	const struct cf_enum *vals;
 };
@@ -1024,19 +1024,23 @@ static int h_enum(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, con
 
 	for (e = kw->vals; e->name; e++) {
 		if (strcmp(e->name, n->args[1]) == 0) {
-			if (cf_mark(p, n, w->lv, kw->field))
-				*(int *)((char *)w->lv + kw->off) = e->value;
+			if (!cf_mark(p, n, w->lv, kw->field))
+				return 0;
+			*(int *)((char *)w->lv + kw->off) = e->value;
 			if (kw->field == F_VERIFY)
-				w->lv->verify_where = (struct gw_where){ n->file, n->line };
+				w->lv->verify_where = (struct gw_where){n->file, n->line};
 			return 0;
 		}
 		cnt++;
 	}
 	for (size_t i = 0; i < cnt; i++)
-		buf_printf(&msg, "%s\"%s\"", i == 0 ? "" : i + 1 == cnt ? " or " : ", ",
+		buf_printf(&msg, "%s\"%s\"",
+			   i == 0	  ? ""
+			   : i + 1 == cnt ? " or "
+					  : ", ",
 			   kw->vals[i].name);
-	nerr(p, n, "invalid value \"%s\" in \"%s\" directive, it must be %s", n->args[1], n->args[0],
-	     msg.data ? msg.data : "");
+	nerr(p, n, "invalid value \"%s\" in \"%s\" directive, it must be %s", n->args[1],
+	     n->args[0], msg.data ? msg.data : "");
 	buf_free(&msg);
 	return 0;
 }
@@ -1102,7 +1106,7 @@ static int h_str(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, cons
 	if (!v)
 		return -ENOMEM;
 	sw->s = v;
-	sw->w = (struct gw_where){ n->file, n->line };
+	sw->w = (struct gw_where){n->file, n->line};
 	return 0;
 }
 
@@ -1119,8 +1123,7 @@ static int h_cert(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, con
 	}
 	if (strncmp(n->args[1], "data:", 5) == 0 || strncmp(n->args[1], "engine:", 7) == 0 ||
 	    strchr(n->args[1], '$')) {
-		nerr(p, n, "\"%s\" directive: only file names are supported by ktlsgw",
-		     n->args[0]);
+		nerr(p, n, "\"%s\" directive: only file names are supported by ktlsgw", n->args[0]);
 		return 0;
 	}
 	lv->set |= 1ULL << kw->field;
@@ -1130,7 +1133,7 @@ static int h_cert(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, con
 	e->s = cf_path(p, n->args[1]);
 	if (!e->s)
 		return -ENOMEM;
-	e->w = (struct gw_where){ n->file, n->line };
+	e->w = (struct gw_where){n->file, n->line};
 	return 0;
 }
 
@@ -1138,9 +1141,9 @@ static int h_protocols(struct cf_parser *p, struct cf_node *n, struct cf_walk *w
 		       const struct cf_kw *kw)
 {
 	static const struct cf_enum protos[] = {
-		{ "SSLv3", GW_PROTO_SSLv3 },	   { "TLSv1", GW_PROTO_TLSv1 },
-		{ "TLSv1.1", GW_PROTO_TLSv1_1 }, { "TLSv1.2", GW_PROTO_TLSv1_2 },
-		{ "TLSv1.3", GW_PROTO_TLSv1_3 }, {},
+		{"SSLv3", GW_PROTO_SSLv3},     {"TLSv1", GW_PROTO_TLSv1},
+		{"TLSv1.1", GW_PROTO_TLSv1_1}, {"TLSv1.2", GW_PROTO_TLSv1_2},
+		{"TLSv1.3", GW_PROTO_TLSv1_3}, {},
 	};
 	unsigned int mask = 0;
 	bool bad = false;
@@ -1157,7 +1160,8 @@ static int h_protocols(struct cf_parser *p, struct cf_node *n, struct cf_walk *w
 			if (strcmp(e->name, n->args[i]) == 0)
 				break;
 		if (!e->name) {
-			nerr(p, n, "invalid value \"%s\" in \"ssl_protocols\" directive", n->args[i]);
+			nerr(p, n, "invalid value \"%s\" in \"ssl_protocols\" directive",
+			     n->args[i]);
 			bad = true;
 			continue;
 		}
@@ -1219,13 +1223,14 @@ invalid:
 	return 0;
 }
 
-static int h_allow(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, const struct cf_kw *kw)
+static int h_allow(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+		   const struct cf_kw *kw)
 {
 	static const struct cf_enum kinds[] = {
-		{ "cn", GW_ALLOW_CN },
-		{ "dns", GW_ALLOW_DNS },
-		{ "uri", GW_ALLOW_URI },
-		{ "fingerprint", GW_ALLOW_FINGERPRINT },
+		{"cn", GW_ALLOW_CN},
+		{"dns", GW_ALLOW_DNS},
+		{"uri", GW_ALLOW_URI},
+		{"fingerprint", GW_ALLOW_FINGERPRINT},
 		{},
 	};
 	const struct cf_enum *e;
@@ -1266,7 +1271,8 @@ static int h_allow(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, co
 		v[len] = '\0';
 		if (len != 40 && len != 64) {
 			nerr(p, n,
-			     "invalid fingerprint \"%s\" in \"ssl_client_allow\" directive, it must "
+			     "invalid fingerprint \"%s\" in \"ssl_client_allow\" directive, it "
+			     "must "
 			     "be a SHA-1 or SHA-256 in hex",
 			     n->args[2]);
 			free(v);
@@ -1323,6 +1329,8 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 {
 	bool http = w->ctx != CTX_SSRV;
 	const char *target = n->args[1], *why;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
 	char *hostport = NULL;
 	int ret = 0;
 
@@ -1330,7 +1338,8 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		const char *slash;
 
 		if (strncmp(target, "https://", 8) == 0) {
-			nerr(p, n, "\"proxy_pass\" to https:// is not supported by ktlsgw, the backend "
+			nerr(p, n,
+			     "\"proxy_pass\" to https:// is not supported by ktlsgw, the backend "
 			     "must be plain http://");
 			return 0;
 		}
@@ -1345,8 +1354,10 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		}
 		slash = strchr(target, '/');
 		if (slash && strcmp(slash, "/") != 0) {
-			nerr(p, n, "\"proxy_pass\" with a URI other than \"/\" is not supported by "
-			     "ktlsgw: \"%s\"", n->args[1]);
+			nerr(p, n,
+			     "\"proxy_pass\" with a URI other than \"/\" is not supported by "
+			     "ktlsgw: \"%s\"",
+			     n->args[1]);
 			return 0;
 		}
 		if (strchr(target, '$')) {
@@ -1363,16 +1374,17 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 	}
 	if (!hostport)
 		return -ENOMEM;
-	if (cf_parse_addr(hostport, false, http ? 80 : 0, &w->lv->backend, &w->lv->backendlen,
-			  &why)) {
+	if (cf_parse_addr(hostport, false, http ? 80 : 0, &ss, &sslen, &why)) {
 		w->srv->proxy_pass_err = true;
 		nerr(p, n, "%s in upstream \"%s\"", why, hostport);
 		goto out;
 	}
 	if (!cf_mark(p, n, w->lv, kw->field))
 		goto out;
+	w->lv->backend = ss;
+	w->lv->backendlen = sslen;
 	w->lv->proxy_pass.s = strdup(n->args[1]);
-	w->lv->proxy_pass.w = (struct gw_where){ n->file, n->line };
+	w->lv->proxy_pass.w = (struct gw_where){n->file, n->line};
 	if (!w->lv->proxy_pass.s)
 		ret = -ENOMEM;
 out:
@@ -1392,7 +1404,8 @@ static int h_access_log(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		}
 	} else {
 		if (n->nargs > 2 && strcmp(n->args[2], "combined") != 0) {
-			nerr(p, n, "\"access_log\" format \"%s\" is not supported by ktlsgw, only "
+			nerr(p, n,
+			     "\"access_log\" format \"%s\" is not supported by ktlsgw, only "
 			     "\"combined\"",
 			     n->args[2]);
 			return 0;
@@ -1403,7 +1416,8 @@ static int h_access_log(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 			return 0;
 		}
 		if (strchr(n->args[1], '$')) {
-			nerr(p, n, "variables in the \"access_log\" path are not supported by ktlsgw");
+			nerr(p, n,
+			     "variables in the \"access_log\" path are not supported by ktlsgw");
 			return 0;
 		}
 		v = strcmp(n->args[1], "stderr") == 0 ? strdup("stderr") : cf_path(p, n->args[1]);
@@ -1454,10 +1468,11 @@ static int h_ppv(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, cons
 
 /* ---- server-only directives */
 
-static int h_listen(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, const struct cf_kw *kw)
+static int h_listen(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+		    const struct cf_kw *kw)
 {
 	struct cf_server *s = w->srv;
-	struct gw_listen l = { .backlog = 511, .ipv6only = true, .file = n->file, .line = n->line };
+	struct gw_listen l = {.backlog = 511, .ipv6only = true, .file = n->file, .line = n->line};
 	bool is_default = false, ipv6only_set = false, bad = false;
 	const char *why;
 	struct gw_listen *slot;
@@ -1508,12 +1523,13 @@ static int h_listen(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, c
 			   strncmp(a, "so_keepalive=", 13) == 0 ||
 			   strncmp(a, "fastopen=", 9) == 0 || strncmp(a, "setfib=", 7) == 0 ||
 			   strncmp(a, "accept_filter=", 14) == 0) {
-			nerr(p, n, "the \"%s\" parameter of the \"listen\" directive is not supported "
+			nerr(p, n,
+			     "the \"%s\" parameter of the \"listen\" directive is not supported "
 			     "by ktlsgw",
 			     a);
 			bad = true;
 		} else {
-invalid:
+		invalid:
 			nerr(p, n, "invalid parameter \"%s\"", a);
 			bad = true;
 		}
@@ -1556,7 +1572,8 @@ static int h_server_name(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 		char **slot;
 
 		if (n->args[i][0] == '~') {
-			nerr(p, n, "regular expressions in \"server_name\" are not supported by ktlsgw: "
+			nerr(p, n,
+			     "regular expressions in \"server_name\" are not supported by ktlsgw: "
 			     "\"%s\"",
 			     n->args[i]);
 			continue;
@@ -1592,7 +1609,8 @@ static int h_passthrough(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 	}
 	for (size_t i = 0; i < s->npts; i++) {
 		if (strcasecmp(s->pts[i].server_name, n->args[1]) == 0) {
-			nerr(p, n, "duplicate \"ssl_passthrough\" for server name \"%s\"", n->args[1]);
+			nerr(p, n, "duplicate \"ssl_passthrough\" for server name \"%s\"",
+			     n->args[1]);
 			return 0;
 		}
 	}
@@ -1612,7 +1630,8 @@ static int h_passthrough(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 
 static int h_ssl(struct cf_parser *p, struct cf_node *n, struct cf_walk *w, const struct cf_kw *kw)
 {
-	nerr(p, n, "the \"ssl\" directive is deprecated and not supported by ktlsgw, use the "
+	nerr(p, n,
+	     "the \"ssl\" directive is deprecated and not supported by ktlsgw, use the "
 	     "\"listen ... ssl\" directive instead");
 	return 0;
 }
@@ -1625,10 +1644,11 @@ static void cf_level_init(struct cf_level *lv)
 static int h_location(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 		      const struct cf_kw *kw)
 {
-	struct cf_walk inner = { .ctx = CTX_LOC, .srv = w->srv };
+	struct cf_walk inner = {.ctx = CTX_LOC, .srv = w->srv};
 
 	if (n->nargs != 2 || strcmp(n->args[1], "/") != 0) {
-		nerr(p, n, "only \"location / { ... }\" is supported by ktlsgw, not \"location%s%s%s\"",
+		nerr(p, n,
+		     "only \"location / { ... }\" is supported by ktlsgw, not \"location%s%s%s\"",
 		     n->nargs > 1 ? " " : "", n->nargs > 1 ? n->args[1] : "",
 		     n->nargs > 2 ? " ..." : "");
 		return 0;
@@ -1680,7 +1700,7 @@ static int h_http_stream(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 {
 	bool stream = n->args[0][0] == 's';
 	struct cf_level **lvp = stream ? &p->stream : &p->http;
-	struct cf_walk inner = { .ctx = stream ? CTX_STREAM : CTX_HTTP };
+	struct cf_walk inner = {.ctx = stream ? CTX_STREAM : CTX_HTTP};
 
 	if (*lvp) {
 		nerr(p, n, "\"%s\" directive is duplicate", n->args[0]);
@@ -1697,7 +1717,7 @@ static int h_http_stream(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 static int h_events(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 		    const struct cf_kw *kw)
 {
-	struct cf_walk inner = { .ctx = CTX_EVENTS };
+	struct cf_walk inner = {.ctx = CTX_EVENTS};
 
 	if (p->events_seen) {
 		nerr(p, n, "\"events\" directive is duplicate");
@@ -1771,14 +1791,16 @@ static int h_error_log(struct cf_parser *p, struct cf_node *n, struct cf_walk *w
 		if (p->error_log_main || cfg->error_log) {
 			pr_warn("%s:%d: \"error_log\" inside \"%s\" has no effect in ktlsgw (one "
 				"error_log for the process, already set), ignored",
-				n->file, n->line, w->ctx & (CTX_HTTP | CTX_STREAM) ? "http/stream"
-										    : "server");
+				n->file, n->line,
+				w->ctx & (CTX_HTTP | CTX_STREAM) ? "http/stream" : "server");
 			return 0;
 		}
-		pr_warn("%s:%d: \"error_log\" inside a block applies to the whole process in ktlsgw",
+		pr_warn("%s:%d: \"error_log\" inside a block applies to the whole process in "
+			"ktlsgw",
 			n->file, n->line);
 	} else if (p->error_log_main) {
-		pr_warn("%s:%d: ktlsgw writes one error_log, this one is ignored", n->file, n->line);
+		pr_warn("%s:%d: ktlsgw writes one error_log, this one is ignored", n->file,
+			n->line);
 		return 0;
 	} else {
 		p->error_log_main = true;
@@ -1810,7 +1832,8 @@ static int h_daemon(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 		    const struct cf_kw *kw)
 {
 	if (strcmp(n->args[1], "on") != 0 && strcmp(n->args[1], "off") != 0) {
-		nerr(p, n, "invalid value \"%s\" in \"daemon\" directive, it must be \"on\" or \"off\"",
+		nerr(p, n,
+		     "invalid value \"%s\" in \"daemon\" directive, it must be \"on\" or \"off\"",
 		     n->args[1]);
 		return 0;
 	}
@@ -1844,21 +1867,21 @@ static int h_metrics(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 }
 
 static const struct cf_enum verify_vals[] = {
-	{ "on", GW_VERIFY_ON },
-	{ "off", GW_VERIFY_OFF },
-	{ "optional", GW_VERIFY_OPTIONAL },
-	{ "optional_no_ca", GW_VERIFY_OPTIONAL_NO_CA },
+	{"on", GW_VERIFY_ON},
+	{"off", GW_VERIFY_OFF},
+	{"optional", GW_VERIFY_OPTIONAL},
+	{"optional_no_ca", GW_VERIFY_OPTIONAL_NO_CA},
 	{},
 };
 static const struct cf_enum ktls_vals[] = {
-	{ "auto", GW_KTLS_AUTO },
-	{ "on", GW_KTLS_ON },
-	{ "off", GW_KTLS_OFF },
+	{"auto", GW_KTLS_AUTO},
+	{"on", GW_KTLS_ON},
+	{"off", GW_KTLS_OFF},
 	{},
 };
 static const struct cf_enum vfail_vals[] = {
-	{ "handshake", GW_VFAIL_HANDSHAKE },
-	{ "http", GW_VFAIL_HTTP },
+	{"handshake", GW_VFAIL_HANDSHAKE},
+	{"http", GW_VFAIL_HTTP},
 	{},
 };
 
@@ -1866,53 +1889,58 @@ static const struct cf_enum vfail_vals[] = {
 
 static const struct cf_kw cf_keywords[] = {
 	/* main */
-	{ "worker_processes", CTX_MAIN, 1, 1, false, h_worker_processes, -1, 0, NULL },
-	{ "error_log", CTX_MAIN | CTX_ALLSRV, 1, 2, false, h_error_log, -1, 0, NULL },
-	{ "pid", CTX_MAIN, 1, 1, false, h_pid, -1, 0, NULL },
-	{ "daemon", CTX_MAIN, 1, 1, false, h_daemon, -1, 0, NULL },
-	{ "metrics_listen", CTX_MAIN, 1, 1, false, h_metrics, -1, 0, NULL },
-	{ "events", CTX_MAIN, 0, 0, true, h_events, -1, 0, NULL },
-	{ "http", CTX_MAIN, 0, 0, true, h_http_stream, -1, 0, NULL },
-	{ "stream", CTX_MAIN, 0, 0, true, h_http_stream, -1, 0, NULL },
-	{ "server", CTX_MAIN | CTX_HTTP | CTX_STREAM, 0, CF_ANY_ARGS, true, h_server, -1, 0, NULL },
+	{"worker_processes", CTX_MAIN, 1, 1, false, h_worker_processes, -1, 0, NULL},
+	{"error_log", CTX_MAIN | CTX_ALLSRV, 1, 2, false, h_error_log, -1, 0, NULL},
+	{"pid", CTX_MAIN, 1, 1, false, h_pid, -1, 0, NULL},
+	{"daemon", CTX_MAIN, 1, 1, false, h_daemon, -1, 0, NULL},
+	{"metrics_listen", CTX_MAIN, 1, 1, false, h_metrics, -1, 0, NULL},
+	{"events", CTX_MAIN, 0, 0, true, h_events, -1, 0, NULL},
+	{"http", CTX_MAIN, 0, 0, true, h_http_stream, -1, 0, NULL},
+	{"stream", CTX_MAIN, 0, 0, true, h_http_stream, -1, 0, NULL},
+	{"server", CTX_MAIN | CTX_HTTP | CTX_STREAM, 0, CF_ANY_ARGS, true, h_server, -1, 0, NULL},
 	/* events */
-	{ "worker_connections", CTX_EVENTS, 1, 1, false, h_worker_connections, -1, 0, NULL },
+	{"worker_connections", CTX_EVENTS, 1, 1, false, h_worker_connections, -1, 0, NULL},
 	/* servers */
-	{ "listen", CTX_HSRV | CTX_SSRV, 1, CF_ANY_ARGS, false, h_listen, -1, 0, NULL },
-	{ "server_name", CTX_HSRV | CTX_SSRV, 1, CF_ANY_ARGS, false, h_server_name, -1, 0, NULL },
-	{ "location", CTX_HSRV, 1, 2, true, h_location, -1, 0, NULL },
-	{ "ssl_passthrough", CTX_HSRV | CTX_SSRV, 2, 2, false, h_passthrough, -1, 0, NULL },
+	{"listen", CTX_HSRV | CTX_SSRV, 1, CF_ANY_ARGS, false, h_listen, -1, 0, NULL},
+	{"server_name", CTX_HSRV | CTX_SSRV, 1, CF_ANY_ARGS, false, h_server_name, -1, 0, NULL},
+	{"location", CTX_HSRV, 1, 2, true, h_location, -1, 0, NULL},
+	{"ssl_passthrough", CTX_HSRV | CTX_SSRV, 2, 2, false, h_passthrough, -1, 0, NULL},
 	/* upstream */
-	{ "proxy_pass", CTX_HSRV | CTX_LOC | CTX_SSRV, 1, 1, false, h_proxy_pass, F_PROXY_PASS, 0, NULL },
-	{ "proxy_set_header", CTX_HL, 2, 2, false, h_set_header, F_HEADERS, 0, NULL },
-	{ "access_log", CTX_ALLSRV, 1, 3, false, h_access_log, F_ACCESS_LOG, 0, NULL },
-	{ "keepalive_timeout", CTX_HL, 1, 2, false, h_time, F_IDLE_TO, LVOFF(idle_ms), NULL },
-	{ "proxy_timeout", CTX_S, 1, 1, false, h_time, F_IDLE_TO, LVOFF(idle_ms), NULL },
-	{ "proxy_connect_timeout", CTX_ALLSRV, 1, 1, false, h_time, F_CONNECT_TO, LVOFF(connect_ms), NULL },
-	{ "large_client_header_buffers", CTX_H, 2, 2, false, h_hdr_bufs, F_HDR_BUFS, 0, NULL },
-	{ "proxy_protocol", CTX_S, 1, 1, false, h_flag, F_PP, LVOFF(pp), NULL },
-	{ "proxy_protocol_version", CTX_S, 1, 1, false, h_ppv, F_PPV, 0, NULL },
-	{ "proxy_protocol_tlv_cert", CTX_S, 1, 1, false, h_flag, F_PP_TLV, LVOFF(pp_tlv), NULL },
+	{"proxy_pass", CTX_HSRV | CTX_LOC | CTX_SSRV, 1, 1, false, h_proxy_pass, F_PROXY_PASS, 0,
+	 NULL},
+	{"proxy_set_header", CTX_HL, 2, 2, false, h_set_header, F_HEADERS, 0, NULL},
+	{"access_log", CTX_ALLSRV, 1, 3, false, h_access_log, F_ACCESS_LOG, 0, NULL},
+	{"keepalive_timeout", CTX_HL, 1, 2, false, h_time, F_IDLE_TO, LVOFF(idle_ms), NULL},
+	{"proxy_timeout", CTX_S, 1, 1, false, h_time, F_IDLE_TO, LVOFF(idle_ms), NULL},
+	{"proxy_connect_timeout", CTX_ALLSRV, 1, 1, false, h_time, F_CONNECT_TO, LVOFF(connect_ms),
+	 NULL},
+	{"large_client_header_buffers", CTX_H, 2, 2, false, h_hdr_bufs, F_HDR_BUFS, 0, NULL},
+	{"proxy_protocol", CTX_S, 1, 1, false, h_flag, F_PP, LVOFF(pp), NULL},
+	{"proxy_protocol_version", CTX_S, 1, 1, false, h_ppv, F_PPV, 0, NULL},
+	{"proxy_protocol_tlv_cert", CTX_S, 1, 1, false, h_flag, F_PP_TLV, LVOFF(pp_tlv), NULL},
 	/* TLS */
-	{ "ssl", CTX_SSL, 1, 1, false, h_ssl, -1, 0, NULL },
-	{ "ssl_certificate", CTX_SSL, 1, 1, false, h_cert, F_CERT, 0, NULL },
-	{ "ssl_certificate_key", CTX_SSL, 1, 1, false, h_cert, F_KEY, 0, NULL },
-	{ "ssl_client_certificate", CTX_SSL, 1, 1, false, h_str, F_CLIENT_CA, LVOFF(client_ca), NULL },
-	{ "ssl_trusted_certificate", CTX_SSL, 1, 1, false, h_str, F_TRUSTED, LVOFF(trusted), NULL },
-	{ "ssl_crl", CTX_SSL, 1, 1, false, h_str, F_CRL, LVOFF(crl), NULL },
-	{ "ssl_ciphers", CTX_SSL, 1, 1, false, h_str, F_CIPHERS, LVOFF(ciphers), NULL },
-	{ "ssl_ecdh_curve", CTX_SSL, 1, 1, false, h_str, F_ECDH, LVOFF(ecdh), NULL },
-	{ "ssl_verify_client", CTX_SSL, 1, 1, false, h_enum, F_VERIFY, LVOFF(verify), verify_vals },
-	{ "ssl_verify_depth", CTX_SSL, 1, 1, false, h_int, F_DEPTH, LVOFF(depth), NULL },
-	{ "ssl_protocols", CTX_SSL, 1, CF_ANY_ARGS, false, h_protocols, F_PROTOCOLS, 0, NULL },
-	{ "ssl_prefer_server_ciphers", CTX_SSL, 1, 1, false, h_flag, F_PREFER, LVOFF(prefer), NULL },
-	{ "ssl_session_cache", CTX_SSL, 1, 2, false, h_sess_cache, F_SESS_CACHE, 0, NULL },
-	{ "ssl_session_timeout", CTX_SSL, 1, 1, false, h_time, F_SESS_TIMEOUT, LVOFF(sess_timeout), NULL },
-	{ "ssl_session_tickets", CTX_SSL, 1, 1, false, h_flag, F_TICKETS, LVOFF(tickets), NULL },
-	{ "ssl_ktls", CTX_SSL, 1, 1, false, h_enum, F_KTLS, LVOFF(ktls), ktls_vals },
-	{ "ssl_verify_failure", CTX_SSL, 1, 1, false, h_enum, F_VFAIL, LVOFF(vfail), vfail_vals },
-	{ "ssl_client_allow", CTX_SSL, 2, 2, false, h_allow, F_ALLOW, 0, NULL },
-	{ "ssl_handshake_timeout", CTX_SSL, 1, 1, false, h_time, F_HS_TIMEOUT, LVOFF(hs_timeout_ms), NULL },
+	{"ssl", CTX_SSL, 1, 1, false, h_ssl, -1, 0, NULL},
+	{"ssl_certificate", CTX_SSL, 1, 1, false, h_cert, F_CERT, 0, NULL},
+	{"ssl_certificate_key", CTX_SSL, 1, 1, false, h_cert, F_KEY, 0, NULL},
+	{"ssl_client_certificate", CTX_SSL, 1, 1, false, h_str, F_CLIENT_CA, LVOFF(client_ca),
+	 NULL},
+	{"ssl_trusted_certificate", CTX_SSL, 1, 1, false, h_str, F_TRUSTED, LVOFF(trusted), NULL},
+	{"ssl_crl", CTX_SSL, 1, 1, false, h_str, F_CRL, LVOFF(crl), NULL},
+	{"ssl_ciphers", CTX_SSL, 1, 1, false, h_str, F_CIPHERS, LVOFF(ciphers), NULL},
+	{"ssl_ecdh_curve", CTX_SSL, 1, 1, false, h_str, F_ECDH, LVOFF(ecdh), NULL},
+	{"ssl_verify_client", CTX_SSL, 1, 1, false, h_enum, F_VERIFY, LVOFF(verify), verify_vals},
+	{"ssl_verify_depth", CTX_SSL, 1, 1, false, h_int, F_DEPTH, LVOFF(depth), NULL},
+	{"ssl_protocols", CTX_SSL, 1, CF_ANY_ARGS, false, h_protocols, F_PROTOCOLS, 0, NULL},
+	{"ssl_prefer_server_ciphers", CTX_SSL, 1, 1, false, h_flag, F_PREFER, LVOFF(prefer), NULL},
+	{"ssl_session_cache", CTX_SSL, 1, 2, false, h_sess_cache, F_SESS_CACHE, 0, NULL},
+	{"ssl_session_timeout", CTX_SSL, 1, 1, false, h_time, F_SESS_TIMEOUT, LVOFF(sess_timeout),
+	 NULL},
+	{"ssl_session_tickets", CTX_SSL, 1, 1, false, h_flag, F_TICKETS, LVOFF(tickets), NULL},
+	{"ssl_ktls", CTX_SSL, 1, 1, false, h_enum, F_KTLS, LVOFF(ktls), ktls_vals},
+	{"ssl_verify_failure", CTX_SSL, 1, 1, false, h_enum, F_VFAIL, LVOFF(vfail), vfail_vals},
+	{"ssl_client_allow", CTX_SSL, 2, 2, false, h_allow, F_ALLOW, 0, NULL},
+	{"ssl_handshake_timeout", CTX_SSL, 1, 1, false, h_time, F_HS_TIMEOUT, LVOFF(hs_timeout_ms),
+	 NULL},
 };
 
 /*
@@ -1958,79 +1986,79 @@ struct cf_noop {
 };
 
 static const struct cf_noop cf_noops[] = {
-	{ "user", false },
-	{ "worker_rlimit_nofile", false },
-	{ "worker_cpu_affinity", false },
-	{ "worker_priority", false },
-	{ "worker_shutdown_timeout", false },
-	{ "timer_resolution", false },
-	{ "pcre_jit", false },
-	{ "load_module", false },
-	{ "env", false },
-	{ "lock_file", false },
-	{ "working_directory", false },
-	{ "thread_pool", false },
-	{ "use", false },
-	{ "multi_accept", false },
-	{ "accept_mutex", false },
-	{ "accept_mutex_delay", false },
-	{ "worker_aio_requests", false },
-	{ "sendfile", false },
-	{ "tcp_nopush", false },
-	{ "tcp_nodelay", false },
-	{ "aio", false },
-	{ "directio", false },
-	{ "output_buffers", false },
-	{ "types", true },
-	{ "default_type", false },
-	{ "types_hash_max_size", false },
-	{ "types_hash_bucket_size", false },
-	{ "server_names_hash_max_size", false },
-	{ "server_names_hash_bucket_size", false },
-	{ "variables_hash_max_size", false },
-	{ "variables_hash_bucket_size", false },
-	{ "server_tokens", false },
-	{ "charset", false },
-	{ "gzip", false },
-	{ "gzip_vary", false },
-	{ "gzip_proxied", false },
-	{ "gzip_comp_level", false },
-	{ "gzip_buffers", false },
-	{ "gzip_http_version", false },
-	{ "gzip_types", false },
-	{ "gzip_min_length", false },
-	{ "gzip_disable", false },
-	{ "etag", false },
-	{ "index", false },
-	{ "root", false },
-	{ "autoindex", false },
-	{ "client_max_body_size", false },
-	{ "client_body_buffer_size", false },
-	{ "client_header_buffer_size", false },
-	{ "client_header_timeout", false },
-	{ "client_body_timeout", false },
-	{ "send_timeout", false },
-	{ "keepalive_requests", false },
-	{ "reset_timedout_connection", false },
-	{ "proxy_http_version", false },
-	{ "proxy_buffering", false },
-	{ "proxy_buffer_size", false },
-	{ "proxy_buffers", false },
-	{ "proxy_busy_buffers_size", false },
-	{ "proxy_request_buffering", false },
-	{ "proxy_read_timeout", false },
-	{ "proxy_send_timeout", false },
-	{ "proxy_redirect", false },
-	{ "log_format", false },
-	{ "resolver", false },
-	{ "resolver_timeout", false },
-	{ "ssl_dhparam", false },
-	{ "ssl_stapling", false },
-	{ "ssl_stapling_verify", false },
-	{ "ssl_stapling_file", false },
-	{ "ssl_stapling_responder", false },
-	{ "ssl_buffer_size", false },
-	{ "ssl_session_ticket_key", false },
+	{"user", false},
+	{"worker_rlimit_nofile", false},
+	{"worker_cpu_affinity", false},
+	{"worker_priority", false},
+	{"worker_shutdown_timeout", false},
+	{"timer_resolution", false},
+	{"pcre_jit", false},
+	{"load_module", false},
+	{"env", false},
+	{"lock_file", false},
+	{"working_directory", false},
+	{"thread_pool", false},
+	{"use", false},
+	{"multi_accept", false},
+	{"accept_mutex", false},
+	{"accept_mutex_delay", false},
+	{"worker_aio_requests", false},
+	{"sendfile", false},
+	{"tcp_nopush", false},
+	{"tcp_nodelay", false},
+	{"aio", false},
+	{"directio", false},
+	{"output_buffers", false},
+	{"types", true},
+	{"default_type", false},
+	{"types_hash_max_size", false},
+	{"types_hash_bucket_size", false},
+	{"server_names_hash_max_size", false},
+	{"server_names_hash_bucket_size", false},
+	{"variables_hash_max_size", false},
+	{"variables_hash_bucket_size", false},
+	{"server_tokens", false},
+	{"charset", false},
+	{"gzip", false},
+	{"gzip_vary", false},
+	{"gzip_proxied", false},
+	{"gzip_comp_level", false},
+	{"gzip_buffers", false},
+	{"gzip_http_version", false},
+	{"gzip_types", false},
+	{"gzip_min_length", false},
+	{"gzip_disable", false},
+	{"etag", false},
+	{"index", false},
+	{"root", false},
+	{"autoindex", false},
+	{"client_max_body_size", false},
+	{"client_body_buffer_size", false},
+	{"client_header_buffer_size", false},
+	{"client_header_timeout", false},
+	{"client_body_timeout", false},
+	{"send_timeout", false},
+	{"keepalive_requests", false},
+	{"reset_timedout_connection", false},
+	{"proxy_http_version", false},
+	{"proxy_buffering", false},
+	{"proxy_buffer_size", false},
+	{"proxy_buffers", false},
+	{"proxy_busy_buffers_size", false},
+	{"proxy_request_buffering", false},
+	{"proxy_read_timeout", false},
+	{"proxy_send_timeout", false},
+	{"proxy_redirect", false},
+	{"log_format", false},
+	{"resolver", false},
+	{"resolver_timeout", false},
+	{"ssl_dhparam", false},
+	{"ssl_stapling", false},
+	{"ssl_stapling_verify", false},
+	{"ssl_stapling_file", false},
+	{"ssl_stapling_responder", false},
+	{"ssl_buffer_size", false},
+	{"ssl_session_ticket_key", false},
 };
 
 static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *w)
@@ -2056,8 +2084,10 @@ static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 			if (strcmp(cf_noops[i].name, name) != 0)
 				continue;
 			if (cf_noops[i].block != n->block) {
-				nerr(p, n, cf_noops[i].block ? "directive \"%s\" has no opening \"{\""
-							     : "directive \"%s\" is not terminated by \";\"",
+				nerr(p, n,
+				     cf_noops[i].block
+					     ? "directive \"%s\" has no opening \"{\""
+					     : "directive \"%s\" is not terminated by \";\"",
 				     name);
 				return 0;
 			}
@@ -2072,8 +2102,9 @@ static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		return 0;
 	}
 	if (kw->block != n->block) {
-		nerr(p, n, kw->block ? "directive \"%s\" has no opening \"{\""
-				     : "directive \"%s\" is not terminated by \";\"",
+		nerr(p, n,
+		     kw->block ? "directive \"%s\" has no opening \"{\""
+			       : "directive \"%s\" is not terminated by \";\"",
 		     name);
 		return 0;
 	}
@@ -2365,24 +2396,28 @@ static void cf_check_server(struct cf_parser *p, const struct cf_server *s,
 		}
 	}
 	if (first_ssl && !d->ncerts && !certs_err)
-		cf_error(p, d->file, d->line,
-			 "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in "
-			 "%s:%d",
-			 first_ssl->file, first_ssl->line);
+		cf_error(
+			p, d->file, d->line,
+			"no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in "
+			"%s:%d",
+			first_ssl->file, first_ssl->line);
 	if ((d->verify == GW_VERIFY_ON || d->verify == GW_VERIFY_OPTIONAL) &&
 	    !d->client_certificate)
 		cf_error(p, d->verify_where.file, d->verify_where.line,
 			 "no ssl_client_certificate for ssl_verify_client");
 	if (d->mode == GW_MODE_STREAM) {
 		if (!d->proxy_pass && !s->proxy_pass_err)
-			cf_error(p, d->file, d->line, "no \"proxy_pass\" is defined for server in %s:%d",
-				 d->file, d->line);
-		if (d->verify_failure == GW_VFAIL_HTTP)
 			cf_error(p, d->file, d->line,
-				 "\"ssl_verify_failure http\" is only possible in http servers, not "
-				 "in the stream server in %s:%d",
-				 d->file, d->line);
-		if (d->proxy_protocol && d->proxy_protocol_tlv_cert && d->proxy_protocol_version == 1)
+				 "no \"proxy_pass\" is defined for server in %s:%d", d->file,
+				 d->line);
+		if (d->verify_failure == GW_VFAIL_HTTP)
+			cf_error(
+				p, d->file, d->line,
+				"\"ssl_verify_failure http\" is only possible in http servers, not "
+				"in the stream server in %s:%d",
+				d->file, d->line);
+		if (d->proxy_protocol && d->proxy_protocol_tlv_cert &&
+		    d->proxy_protocol_version == 1)
 			pr_warn("%s:%d: \"proxy_protocol_tlv_cert on\" has no effect with "
 				"\"proxy_protocol_version 1\" (v1 carries no TLVs)",
 				d->file, d->line);
@@ -2423,15 +2458,18 @@ static void cf_check_addresses(struct cf_parser *p, struct gw_config *cfg)
 
 					if (o == l || !cf_addr_eq(&o->addr, &l->addr))
 						continue;
-					if (!conflict && (o->ssl != l->ssl || o->reuseport != l->reuseport ||
-							  sv[b].mode != sv[a].mode ||
-							  o->ipv6only != l->ipv6only)) {
+					if (!conflict &&
+					    (o->ssl != l->ssl || o->reuseport != l->reuseport ||
+					     sv[b].mode != sv[a].mode ||
+					     o->ipv6only != l->ipv6only)) {
 						cf_error(p, o->file, o->line,
-							 "duplicate listen options for %s: different "
+							 "duplicate listen options for %s: "
+							 "different "
 							 "%s than in %s:%d",
 							 o->text,
-							 sv[b].mode != sv[a].mode ? "http/stream mode"
-										  : "flags",
+							 sv[b].mode != sv[a].mode
+								 ? "http/stream mode"
+								 : "flags",
 							 l->file, l->line);
 						conflict = true;
 					}
@@ -2446,7 +2484,8 @@ static void cf_check_addresses(struct cf_parser *p, struct gw_config *cfg)
 						continue;
 					if (seen_default) {
 						cf_error(p, o->file, o->line,
-							 "a duplicate default server for %s", o->text);
+							 "a duplicate default server for %s",
+							 o->text);
 						o->default_server = false;
 					}
 					seen_default = true;
@@ -2549,7 +2588,7 @@ static struct gw_config *cf_run(const char *text, const char *name, char **err)
 {
 	struct cf_parser p = {};
 	struct cf_list root = {};
-	struct cf_walk w = { .ctx = CTX_MAIN };
+	struct cf_walk w = {.ctx = CTX_MAIN};
 	struct gw_config *cfg;
 	int ret = -ENOMEM;
 

@@ -231,26 +231,26 @@ out:
 void test_config_inheritance(void)
 {
 	char *err = NULL;
-	struct gw_config *cfg = parse(
-		"http {\n"
-		"  ssl_certificate /h.crt; ssl_certificate_key /h.key;\n"
-		"  ssl_client_certificate /ca.pem;\n"
-		"  ssl_verify_client optional;\n"
-		"  ssl_verify_depth 3;\n"
-		"  ssl_protocols TLSv1.3;\n"
-		"  ssl_session_cache shared:SSL:10m;\n"
-		"  ssl_client_allow cn alice;\n"
-		"  keepalive_timeout 30s;\n"
-		"  server { listen 443 ssl; }\n"
-		"  server { listen 8443 ssl;\n"
-		"    ssl_certificate /s.crt; ssl_certificate_key /s.key;\n"
-		"    ssl_certificate /s2.crt; ssl_certificate_key /s2.key;\n"
-		"    ssl_verify_client on; ssl_verify_depth 2; ssl_protocols TLSv1.2;\n"
-		"    ssl_client_allow dns b.example; ssl_client_allow uri spiffe://td/x;\n"
-		"    location / { keepalive_timeout 5; proxy_pass http://127.0.0.1:8080; }\n"
-		"  }\n"
-		"}\n",
-		&err);
+	struct gw_config *cfg =
+		parse("http {\n"
+		      "  ssl_certificate /h.crt; ssl_certificate_key /h.key;\n"
+		      "  ssl_client_certificate /ca.pem;\n"
+		      "  ssl_verify_client optional;\n"
+		      "  ssl_verify_depth 3;\n"
+		      "  ssl_protocols TLSv1.3;\n"
+		      "  ssl_session_cache shared:SSL:10m;\n"
+		      "  ssl_client_allow cn alice;\n"
+		      "  keepalive_timeout 30s;\n"
+		      "  server { listen 443 ssl; }\n"
+		      "  server { listen 8443 ssl;\n"
+		      "    ssl_certificate /s.crt; ssl_certificate_key /s.key;\n"
+		      "    ssl_certificate /s2.crt; ssl_certificate_key /s2.key;\n"
+		      "    ssl_verify_client on; ssl_verify_depth 2; ssl_protocols TLSv1.2;\n"
+		      "    ssl_client_allow dns b.example; ssl_client_allow uri spiffe://td/x;\n"
+		      "    location / { keepalive_timeout 5; proxy_pass http://127.0.0.1:8080; }\n"
+		      "  }\n"
+		      "}\n",
+		      &err);
 	struct gw_server *a, *b;
 
 	if (!ASSERT_OK_PTR(cfg, err ? err : "parse") || !ASSERT_EQ(cfg->nservers, 2, "servers"))
@@ -297,17 +297,18 @@ out:
 void test_config_proxy_set_header_inheritance(void)
 {
 	char *err = NULL;
-	struct gw_config *cfg = parse(
-		"http {\n"
-		"  proxy_set_header X-SSL-Cert $ssl_client_cert;\n"
-		"  proxy_set_header X-SSL-Verify $ssl_client_verify;\n"
-		"  server { " TLS_OK " proxy_pass http://127.0.0.1:1; }\n"
-		"  server { " TLS_OK " proxy_set_header X-Only \"dn=${ssl_client_s_dn}!\";\n"
-		"    location / { proxy_pass http://127.0.0.1:1; } }\n"
-		"  server { " TLS_OK " proxy_set_header X-Srv a;\n"
-		"    location / { proxy_pass http://127.0.0.1:1; proxy_set_header X-Loc $remote_addr; } }\n"
-		"}\n",
-		&err);
+	struct gw_config *cfg =
+		parse("http {\n"
+		      "  proxy_set_header X-SSL-Cert $ssl_client_cert;\n"
+		      "  proxy_set_header X-SSL-Verify $ssl_client_verify;\n"
+		      "  server { " TLS_OK " proxy_pass http://127.0.0.1:1; }\n"
+		      "  server { " TLS_OK " proxy_set_header X-Only \"dn=${ssl_client_s_dn}!\";\n"
+		      "    location / { proxy_pass http://127.0.0.1:1; } }\n"
+		      "  server { " TLS_OK " proxy_set_header X-Srv a;\n"
+		      "    location / { proxy_pass http://127.0.0.1:1; proxy_set_header X-Loc "
+		      "$remote_addr; } }\n"
+		      "}\n",
+		      &err);
 	struct gw_server *s;
 
 	if (!ASSERT_OK_PTR(cfg, err ? err : "parse") || !ASSERT_EQ(cfg->nservers, 3, "servers"))
@@ -390,8 +391,7 @@ void test_config_sizes_and_times(void)
 void test_config_time_directives(void)
 {
 	char *err = NULL;
-	struct gw_config *cfg = parse("server {\n" TLS_OK
-				      "ssl_session_timeout 1h;\n"
+	struct gw_config *cfg = parse("server {\n" TLS_OK "ssl_session_timeout 1h;\n"
 				      "ssl_handshake_timeout 1500ms;\n"
 				      "proxy_connect_timeout 2s;\n"
 				      "keepalive_timeout 1m 60;\n"
@@ -420,15 +420,18 @@ out:
 
 void test_config_error_messages(void)
 {
-	expect_err("server {\n" TLS_OK "foo bar;\n}\n", "/etc/gw/gw.conf:3: unknown directive \"foo\"");
+	expect_err("server {\n" TLS_OK "foo bar;\n}\n",
+		   "/etc/gw/gw.conf:3: unknown directive \"foo\"");
 	expect_err("server {\n" TLS_OK "worker_processes 2;\n}\n",
 		   "/etc/gw/gw.conf:3: \"worker_processes\" directive is not allowed here");
 	expect_err("listen 443 ssl;\nserver {\n" TLS_OK "}\n",
 		   "/etc/gw/gw.conf:1: \"listen\" directive is not allowed here");
-	expect_err("server {\n" TLS_OK "ssl_verify_depth 1 2;\n}\n",
-		   "/etc/gw/gw.conf:3: invalid number of arguments in \"ssl_verify_depth\" directive");
-	expect_err("server {\n" TLS_OK "ssl_verify_depth;\n}\n",
-		   "/etc/gw/gw.conf:3: invalid number of arguments in \"ssl_verify_depth\" directive");
+	expect_err(
+		"server {\n" TLS_OK "ssl_verify_depth 1 2;\n}\n",
+		"/etc/gw/gw.conf:3: invalid number of arguments in \"ssl_verify_depth\" directive");
+	expect_err(
+		"server {\n" TLS_OK "ssl_verify_depth;\n}\n",
+		"/etc/gw/gw.conf:3: invalid number of arguments in \"ssl_verify_depth\" directive");
 	expect_err("server {\n" TLS_OK "ssl_verify_depth x;\n}\n",
 		   "/etc/gw/gw.conf:3: \"ssl_verify_depth\" directive invalid number");
 	expect_err("server {\n" TLS_OK "ssl_verify_client maybe;\n}\n",
@@ -444,7 +447,8 @@ void test_config_error_messages(void)
 	expect_err("server {\n" TLS_OK "ssl_protocols TLSv9;\n}\n",
 		   "/etc/gw/gw.conf:3: invalid value \"TLSv9\" in \"ssl_protocols\" directive");
 	expect_err("server {\n" TLS_OK "}\n}\n", "/etc/gw/gw.conf:4: unexpected \"}\"");
-	expect_err("server {\n" TLS_OK "\n", "/etc/gw/gw.conf:4: unexpected end of file, expecting \"}\"");
+	expect_err("server {\n" TLS_OK "\n",
+		   "/etc/gw/gw.conf:4: unexpected end of file, expecting \"}\"");
 	expect_err("server {\n" TLS_OK "server_name x\n",
 		   "/etc/gw/gw.conf:4: unexpected end of file, expecting \";\" or \"}\"");
 	expect_err("server {\n" TLS_OK "ssl_ktls on {\n}\n}\n",
@@ -466,14 +470,14 @@ void test_config_error_messages(void)
 		   "/etc/gw/gw.conf:3: \"proxy_protocol\" directive is not allowed here");
 	expect_err("server {\n" TLS_OK "ssl_verify_client on;\n}\n",
 		   "/etc/gw/gw.conf:3: no ssl_client_certificate for ssl_verify_client");
-	expect_err("http { }\nhttp { }\n", "/etc/gw/gw.conf:2: \"http\" directive is duplicate\n"
-					 "/etc/gw/gw.conf:1: no \"server\" is defined: nothing to do");
+	expect_err("http { }\nhttp { }\n",
+		   "/etc/gw/gw.conf:2: \"http\" directive is duplicate\n"
+		   "/etc/gw/gw.conf:1: no \"server\" is defined: nothing to do");
 }
 
 void test_config_collects_all_errors(void)
 {
-	expect_err("server {\n" TLS_OK
-		   "foo;\n"
+	expect_err("server {\n" TLS_OK "foo;\n"
 		   "ssl_verify_depth a;\n"
 		   "\n"
 		   "ssl_verify_client maybe;\n"
@@ -488,37 +492,42 @@ void test_config_collects_all_errors(void)
 
 void test_config_tls_requirements(void)
 {
-	expect_err("server {\nlisten 443 ssl;\n}\n",
-		   "/etc/gw/gw.conf:1: no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
-		   "directive in /etc/gw/gw.conf:2");
-	expect_err("server {\nlisten 443;\nssl_certificate /a; ssl_certificate_key /b;\n}\n",
-		   "/etc/gw/gw.conf:2: \"listen 443\" without \"ssl\" is not supported: ktlsgw only "
-		   "terminates TLS");
+	expect_err(
+		"server {\nlisten 443 ssl;\n}\n",
+		"/etc/gw/gw.conf:1: no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
+		"directive in /etc/gw/gw.conf:2");
+	expect_err(
+		"server {\nlisten 443;\nssl_certificate /a; ssl_certificate_key /b;\n}\n",
+		"/etc/gw/gw.conf:2: \"listen 443\" without \"ssl\" is not supported: ktlsgw only "
+		"terminates TLS");
 	expect_err("server {\nssl_certificate /a; ssl_certificate_key /b;\n}\n",
 		   "/etc/gw/gw.conf:1: no \"listen ... ssl\" is defined for server: ktlsgw only "
 		   "terminates TLS, add \"listen 443 ssl;\"");
-	expect_err("server {\nlisten 443 ssl;\nssl_certificate /a;\nssl_certificate /b;\n"
-		   "ssl_certificate_key /ka;\n}\n",
-		   "/etc/gw/gw.conf:4: no \"ssl_certificate_key\" is defined for certificate \"/b\"");
-	expect_err("stream {\nserver {\n" TLS_OK "}\n}\n",
-		   "/etc/gw/gw.conf:2: no \"proxy_pass\" is defined for server in /etc/gw/gw.conf:2");
-	expect_err("stream {\nserver {\n" TLS_OK "proxy_pass 127.0.0.1:9;\n"
-		   "ssl_verify_failure http;\n}\n}\n",
-		   "/etc/gw/gw.conf:2: \"ssl_verify_failure http\" is only possible in http servers, "
-		   "not in the stream server in /etc/gw/gw.conf:2");
+	expect_err(
+		"server {\nlisten 443 ssl;\nssl_certificate /a;\nssl_certificate /b;\n"
+		"ssl_certificate_key /ka;\n}\n",
+		"/etc/gw/gw.conf:4: no \"ssl_certificate_key\" is defined for certificate \"/b\"");
+	expect_err(
+		"stream {\nserver {\n" TLS_OK "}\n}\n",
+		"/etc/gw/gw.conf:2: no \"proxy_pass\" is defined for server in /etc/gw/gw.conf:2");
+	expect_err(
+		"stream {\nserver {\n" TLS_OK "proxy_pass 127.0.0.1:9;\n"
+		"ssl_verify_failure http;\n}\n}\n",
+		"/etc/gw/gw.conf:2: \"ssl_verify_failure http\" is only possible in http servers, "
+		"not in the stream server in /etc/gw/gw.conf:2");
 }
 
 void test_config_quoted_strings(void)
 {
 	char *err = NULL;
-	struct gw_config *cfg = parse(
-		"server { # comment { ; }\n" TLS_OK
-		"  server_name \"a b\" 'c;d' e\\\"f \"g\\\"h\\\\i\" x#y;\n"
-		"  ssl_ciphers \"A\\tB\\nC\\rD\\qE\";\n"
-		"  proxy_set_header \"X-A\" '$ssl_client_s_dn ${remote_addr}x';\n"
-		"  proxy_set_header X-B ${ssl_client_serial}z;\n"
-		"}\n",
-		&err);
+	struct gw_config *cfg =
+		parse("server { # comment { ; }\n" TLS_OK
+		      "  server_name \"a b\" 'c;d' e\\\"f \"g\\\"h\\\\i\" x#y;\n"
+		      "  ssl_ciphers \"A\\tB\\nC\\rD\\qE\";\n"
+		      "  proxy_set_header \"X-A\" '$ssl_client_s_dn ${remote_addr}x';\n"
+		      "  proxy_set_header X-B ${ssl_client_serial}z;\n"
+		      "}\n",
+		      &err);
 	struct gw_server *s;
 
 	if (!ASSERT_OK_PTR(cfg, err ? err : "parse"))
@@ -539,7 +548,8 @@ void test_config_quoted_strings(void)
 	}
 	config_free(cfg);
 	cfg = NULL;
-	expect_err("server {\n" TLS_OK "server_name \"a\"b;\n}\n", "/etc/gw/gw.conf:3: unexpected \"b\"");
+	expect_err("server {\n" TLS_OK "server_name \"a\"b;\n}\n",
+		   "/etc/gw/gw.conf:3: unexpected \"b\"");
 	expect_err("server {\n" TLS_OK "server_name \"abc;\n}\n",
 		   "/etc/gw/gw.conf:5: unexpected end of file, expecting \";\" or \"}\"");
 out:
@@ -579,7 +589,8 @@ void test_config_noop_warnings(void)
 	ASSERT_STRSTR(log, "/etc/gw/gw.conf:2: \"accept_mutex\" has no effect", "accept_mutex");
 	ASSERT_STRSTR(log, "/etc/gw/gw.conf:4: \"sendfile\" has no effect in ktlsgw, ignored",
 		      "sendfile");
-	ASSERT_STRSTR(log, "/etc/gw/gw.conf:5: \"types\" has no effect in ktlsgw, ignored", "types");
+	ASSERT_STRSTR(log, "/etc/gw/gw.conf:5: \"types\" has no effect in ktlsgw, ignored",
+		      "types");
 	ASSERT_STRSTR(log, "/etc/gw/gw.conf:11: \"client_max_body_size\" has no effect", "cmbs");
 	ASSERT_TRUE(!strstr(log, "\"text/html\""), "types{} content is not parsed");
 	ASSERT_STRSTR(log, "no \"proxy_pass\" is defined for server", "no proxy_pass warning");
@@ -596,21 +607,20 @@ out:
 void test_config_listen(void)
 {
 	char *err = NULL, a[80];
-	struct gw_config *cfg = parse(
-		"server {\n"
-		"  listen 127.0.0.1:8443 ssl reuseport backlog=100;\n"
-		"  listen *:9443 ssl;\n"
-		"  listen [::1]:443 ssl;\n"
-		"  listen [::]:443 ssl ipv6only=off;\n"
-		"  listen localhost:7443 ssl;\n"
-		"  ssl_certificate /a; ssl_certificate_key /b;\n"
-		"}\n"
-		"server {\n"
-		"  listen 127.0.0.1:8443 ssl reuseport default_server;\n"
-		"  listen [::1]:443 ssl;\n"
-		"  ssl_certificate /a; ssl_certificate_key /b;\n"
-		"}\n",
-		&err);
+	struct gw_config *cfg = parse("server {\n"
+				      "  listen 127.0.0.1:8443 ssl reuseport backlog=100;\n"
+				      "  listen *:9443 ssl;\n"
+				      "  listen [::1]:443 ssl;\n"
+				      "  listen [::]:443 ssl ipv6only=off;\n"
+				      "  listen localhost:7443 ssl;\n"
+				      "  ssl_certificate /a; ssl_certificate_key /b;\n"
+				      "}\n"
+				      "server {\n"
+				      "  listen 127.0.0.1:8443 ssl reuseport default_server;\n"
+				      "  listen [::1]:443 ssl;\n"
+				      "  ssl_certificate /a; ssl_certificate_key /b;\n"
+				      "}\n",
+				      &err);
 	struct gw_listen *l;
 
 	if (!ASSERT_OK_PTR(cfg, err ? err : "parse") || !ASSERT_EQ(cfg->nservers, 2, "servers") ||
@@ -639,9 +649,10 @@ void test_config_listen(void)
 	expect_err("server {\n" TLS_OK "listen 8443 ssl http2;\n}\n",
 		   "/etc/gw/gw.conf:3: the \"http2\" parameter of the \"listen\" directive is not "
 		   "supported by ktlsgw");
-	expect_err("server {\n" TLS_OK "listen 8443 ssl proxy_protocol;\n}\n",
-		   "/etc/gw/gw.conf:3: the \"proxy_protocol\" parameter of the \"listen\" directive "
-		   "is not supported by ktlsgw");
+	expect_err(
+		"server {\n" TLS_OK "listen 8443 ssl proxy_protocol;\n}\n",
+		"/etc/gw/gw.conf:3: the \"proxy_protocol\" parameter of the \"listen\" directive "
+		"is not supported by ktlsgw");
 	expect_err("server {\n" TLS_OK "listen 8443 ssl quic;\n}\n",
 		   "/etc/gw/gw.conf:3: the \"quic\" parameter of the \"listen\" directive is not "
 		   "supported by ktlsgw");
@@ -659,10 +670,12 @@ void test_config_listen(void)
 		   "ssl_certificate /a; ssl_certificate_key /b;\n}\n",
 		   "/etc/gw/gw.conf:5: duplicate listen options for 443: different flags than in "
 		   "/etc/gw/gw.conf:2");
-	expect_err("server {\n" TLS_OK "}\nstream { server {\nlisten 443 ssl;\nproxy_pass 127.0.0.1:1;\n"
-		   "ssl_certificate /a; ssl_certificate_key /b;\n} }\n",
-		   "/etc/gw/gw.conf:5: duplicate listen options for 443: different http/stream mode "
-		   "than in /etc/gw/gw.conf:2");
+	expect_err(
+		"server {\n" TLS_OK
+		"}\nstream { server {\nlisten 443 ssl;\nproxy_pass 127.0.0.1:1;\n"
+		"ssl_certificate /a; ssl_certificate_key /b;\n} }\n",
+		"/etc/gw/gw.conf:5: duplicate listen options for 443: different http/stream mode "
+		"than in /etc/gw/gw.conf:2");
 	expect_err("server {\nlisten 443 ssl default_server;\nssl_certificate /a; "
 		   "ssl_certificate_key /b;\n}\nserver {\nlisten 443 ssl default_server;\n"
 		   "ssl_certificate /a; ssl_certificate_key /b;\n}\n",
@@ -708,7 +721,8 @@ void test_config_proxy_pass(void)
 		   "/etc/gw/gw.conf:3: host not found in upstream \"nonexistent.invalid:1\"");
 	expect_err("server {\n" TLS_OK "proxy_pass 127.0.0.1:1;\n}\n",
 		   "/etc/gw/gw.conf:3: invalid URL prefix in \"127.0.0.1:1\"");
-	expect_err("server {\n" TLS_OK "proxy_pass http://127.0.0.1:1;\nproxy_pass http://127.0.0.1:2;\n}\n",
+	expect_err("server {\n" TLS_OK
+		   "proxy_pass http://127.0.0.1:1;\nproxy_pass http://127.0.0.1:2;\n}\n",
 		   "/etc/gw/gw.conf:4: \"proxy_pass\" directive is duplicate");
 	expect_err("stream { server {\n" TLS_OK "proxy_pass 127.0.0.1;\n} }\n",
 		   "/etc/gw/gw.conf:3: no port in upstream \"127.0.0.1\"");
@@ -757,9 +771,11 @@ void test_config_stream(void)
 	cfg = NULL;
 	expect_err("stream { server {\n" TLS_OK "proxy_pass 127.0.0.1:1;\nlocation / { }\n} }\n",
 		   "/etc/gw/gw.conf:4: \"location\" directive is not allowed here");
-	expect_err("stream { server {\n" TLS_OK "proxy_pass 127.0.0.1:1;\nproxy_protocol_version 3;\n} }\n",
-		   "/etc/gw/gw.conf:4: invalid value \"3\" in \"proxy_protocol_version\" directive, "
-		   "it must be \"1\" or \"2\"");
+	expect_err(
+		"stream { server {\n" TLS_OK
+		"proxy_pass 127.0.0.1:1;\nproxy_protocol_version 3;\n} }\n",
+		"/etc/gw/gw.conf:4: invalid value \"3\" in \"proxy_protocol_version\" directive, "
+		"it must be \"1\" or \"2\"");
 	expect_err("server {\n" TLS_OK "ssl_passthrough a.example nonexistent.invalid:1;\n}\n",
 		   "/etc/gw/gw.conf:3: host not found in upstream \"nonexistent.invalid:1\"");
 	expect_err("http { ssl_passthrough a.example 127.0.0.1:1; }\n",
@@ -774,13 +790,13 @@ void test_config_ssl_values(void)
 {
 	char *err = NULL;
 	struct gw_config *cfg = parse(
-		"server {\n" TLS_OK
-		"ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3 SSLv3;\n"
+		"server {\n" TLS_OK "ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3 SSLv3;\n"
 		"ssl_session_cache builtin:1000 shared:SSL:1m;\n"
 		"ssl_ktls off; ssl_verify_failure http; ssl_session_tickets off;\n"
 		"ssl_prefer_server_ciphers on; ssl_ecdh_curve X25519:prime256v1;\n"
 		"ssl_verify_client optional_no_ca;\n"
-		"ssl_client_allow fingerprint AB:cd:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11;\n"
+		"ssl_client_allow fingerprint "
+		"AB:cd:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11;\n"
 		"ssl_crl crl.pem; ssl_trusted_certificate ../ca/all.pem;\n"
 		"}\n"
 		"server {\nlisten 8443 ssl; ssl_certificate rel.crt; ssl_certificate_key rel.key;\n"
@@ -824,12 +840,14 @@ void test_config_ssl_values(void)
 	expect_err("server {\n" TLS_OK "ssl_client_allow serial 01;\n}\n",
 		   "/etc/gw/gw.conf:3: invalid value \"serial\" in \"ssl_client_allow\" directive, "
 		   "it must be \"cn\", \"dns\", \"uri\" or \"fingerprint\"");
-	expect_err("server {\n" TLS_OK "ssl_client_allow fingerprint abc;\n}\n",
-		   "/etc/gw/gw.conf:3: invalid fingerprint \"abc\" in \"ssl_client_allow\" directive, "
-		   "it must be a SHA-1 or SHA-256 in hex");
-	expect_err("server {\n" TLS_OK "ssl_ktls maybe;\n}\n",
-		   "/etc/gw/gw.conf:3: invalid value \"maybe\" in \"ssl_ktls\" directive, it must be "
-		   "\"auto\", \"on\" or \"off\"");
+	expect_err(
+		"server {\n" TLS_OK "ssl_client_allow fingerprint abc;\n}\n",
+		"/etc/gw/gw.conf:3: invalid fingerprint \"abc\" in \"ssl_client_allow\" directive, "
+		"it must be a SHA-1 or SHA-256 in hex");
+	expect_err(
+		"server {\n" TLS_OK "ssl_ktls maybe;\n}\n",
+		"/etc/gw/gw.conf:3: invalid value \"maybe\" in \"ssl_ktls\" directive, it must be "
+		"\"auto\", \"on\" or \"off\"");
 out:
 	config_free(cfg);
 	free(err);
@@ -853,11 +871,14 @@ void test_config_include(void)
 		   "}\n");
 	write_file(dir, "ev.inc", "worker_connections 99;\n");
 	write_file(dir, "conf.d/a.conf",
-		   "server {\n  listen 1443 ssl;\n  include snippets/tls.conf;\n}\n");
+		   "server {\n  listen 1443 ssl;\n  include snippets/tls.conf;\n"
+		   "  include local.inc;\n}\n");
+	write_file(dir, "conf.d/local.inc", "ssl_verify_depth 7;\n");
 	write_file(dir, "conf.d/b.conf",
 		   "server {\n  listen 2443 ssl;\n  include snippets/tls.conf;\n"
 		   "  ssl_verify_depth 4;\n}\n");
-	write_file(dir, "snippets/tls.conf", "# tls\nssl_certificate x.crt;\nssl_certificate_key x.key;\n");
+	write_file(dir, "snippets/tls.conf",
+		   "# tls\nssl_certificate x.crt;\nssl_certificate_key x.key;\n");
 	snprintf(path, sizeof(path), "%s/main.conf", dir);
 	cfg = config_load(path, &err);
 	if (!ASSERT_OK_PTR(cfg, err ? err : "load"))
@@ -872,12 +893,14 @@ void test_config_include(void)
 	if (asprintf(&expect, "%s/x.crt", dir) > 0)
 		ASSERT_STREQ(cfg->servers[1].certs[0], expect, "relative to the main config dir");
 	ASSERT_EQ(cfg->servers[1].verify_depth, 4, "b depth");
+	ASSERT_EQ(cfg->servers[0].verify_depth, 7, "include found next to the including file");
 	config_free(cfg);
 	cfg = NULL;
 
 	/* errors inside an included file carry its name; a missing plain file is an error */
 	write_file(dir, "conf.d/b.conf", "server {\n  listen 2443 ssl;\n  bogus;\n}\n");
-	write_file(dir, "main.conf", "http {\n  include conf.d/*.conf;\n  include missing.conf;\n}\n");
+	write_file(dir, "main.conf",
+		   "http {\n  include conf.d/*.conf;\n  include missing.conf;\n}\n");
 	cfg = config_load(path, &err);
 	ASSERT_TRUE(cfg == NULL, "fails");
 	free(expect);
@@ -942,15 +965,16 @@ void test_config_validate_files(void)
 	if (!ASSERT_OK_PTR(cfg, err ? err : "parse"))
 		goto out;
 	ASSERT_EQ(config_validate(cfg, &err), -EINVAL, "validate fails");
-	ASSERT_STREQ(err,
-		     "/etc/gw/gw.conf:3: cannot load certificate \"/nonexistent/s.crt\": No such file "
-		     "or directory\n"
-		     "/etc/gw/gw.conf:4: cannot load certificate key \"/nonexistent/s.key\": No such "
-		     "file or directory\n"
-		     "/etc/gw/gw.conf:5: cannot load certificate \"/nonexistent/ca.pem\": No such "
-		     "file or directory\n"
-		     "/etc/gw/gw.conf:6: cannot load CRL \"/\": Is a directory",
-		     "messages");
+	ASSERT_STREQ(
+		err,
+		"/etc/gw/gw.conf:3: cannot load certificate \"/nonexistent/s.crt\": No such file "
+		"or directory\n"
+		"/etc/gw/gw.conf:4: cannot load certificate key \"/nonexistent/s.key\": No such "
+		"file or directory\n"
+		"/etc/gw/gw.conf:5: cannot load certificate \"/nonexistent/ca.pem\": No such "
+		"file or directory\n"
+		"/etc/gw/gw.conf:6: cannot load CRL \"/\": Is a directory",
+		"messages");
 out:
 	config_free(cfg);
 	free(err);

@@ -66,7 +66,7 @@ enum gw_allow_kind {
 
 struct gw_allow {
 	enum gw_allow_kind kind;
-	char *value;
+	char *value; /* fingerprints normalised by config: lowercase hex, no colons */
 };
 
 /* Where a directive was written: file names are owned by the gw_config. */
@@ -174,11 +174,12 @@ struct gw_server {
 	int proxy_protocol_version; /* 1 or 2, default 2 */
 	bool proxy_protocol_tlv_cert;
 	long proxy_connect_timeout_ms; /* default 60000 */
-	long idle_timeout_ms; /* http: keepalive_timeout 75s; stream: proxy_timeout 10m */
+	/* http: keepalive_timeout 75s (0 = no keep-alive, as nginx); stream: proxy_timeout 10m */
+	long idle_timeout_ms;
 	int header_buffer_count;  /* large_client_header_buffers, default 4 */
 	long header_buffer_size;  /* default 8192 */
 
-	char *access_log; /* NULL = off */
+	char *access_log; /* NULL = off (our default; nginx logs to logs/access.log), "stderr" */
 };
 
 struct gw_config {
