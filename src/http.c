@@ -1144,6 +1144,7 @@ struct http_page {
 
 static const struct http_page http_pages[] = {
 	{400, "400 Bad Request", PAGE("400 Bad Request")},
+	{404, "404 Not Found", PAGE("404 Not Found")},
 	{405, "405 Not Allowed", PAGE("405 Not Allowed")},
 	{414, "414 Request-URI Too Large", PAGE("414 Request-URI Too Large")},
 	{494, "400 Bad Request", PAGE_400("Request Header Or Cookie Too Large")},
