@@ -7,7 +7,7 @@
 set -euo pipefail
 OUT=${1:-build/default}
 BIN=$OUT/ktlsgw
-DEMO=$OUT/demo
+DEMO=$PWD/$OUT/demo
 PKI=$DEMO/pki
 mkdir -p "$DEMO"
 scripts/gen-test-certs.sh "$PKI" >/dev/null
@@ -26,9 +26,9 @@ http {
     server {
         listen 127.0.0.1:$GPORT ssl;
         server_name service.domain.com;
-        ssl_certificate $PWD/$PKI/server.crt;
-        ssl_certificate_key $PWD/$PKI/server.key;
-        ssl_client_certificate $PWD/$PKI/ca-bundle.pem;
+        ssl_certificate $PKI/server.crt;
+        ssl_certificate_key $PKI/server.key;
+        ssl_client_certificate $PKI/ca-bundle.pem;
         ssl_verify_client on;
         ssl_verify_depth 2;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -47,10 +47,14 @@ http {
 CONF
 : > "$DEMO/error.log"
 python3 scripts/echo-backend.py "$BPORT" & pids+=($!)
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$BPORT") 2>/dev/null && break
+	sleep 0.1
+done
 "$BIN" -t -c "$DEMO/ktlsgw.conf"
 "$BIN" -c "$DEMO/ktlsgw.conf" & pids+=($!)
 for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$GPORT") 2>/dev/null && break
+	grep -q "listening on 127.0.0.1:$GPORT" "$DEMO/error.log" && break
 	sleep 0.1
 done
 
@@ -69,14 +73,15 @@ printf 'GET /s_client HTTP/1.1\r\nHost: service.domain.com\r\nConnection: close\
 
 echo
 echo "== 3. request without a client certificate: the handshake is refused"
-if curl -sS --cacert "$PKI/ca-root.pem" --resolve "service.domain.com:$GPORT:127.0.0.1" \
+if curl -sS -o /dev/null --cacert "$PKI/ca-root.pem" --resolve "service.domain.com:$GPORT:127.0.0.1" \
 	"https://service.domain.com:$GPORT/hello" 2>&1; then
 	echo "UNEXPECTED: the request went through"
 	exit 1
 fi
+echo "(curl failed, as it must: no certificate, no backend)"
 sleep 0.2
 echo
-echo "== ktlsgw's log"
+echo "== ktlsgw's log (info level)"
 cat "$DEMO/error.log"
 echo
 echo "demo done (files in $DEMO)"

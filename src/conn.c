@@ -700,6 +700,19 @@ static void handshake_done(struct conn *c)
 	}
 	conn_log(c, GW_LOG_INFO, "client %s: %s %s verify=%s s_dn=\"%s\" tier=U", c->peer_text,
 		 c->ident.protocol, c->ident.cipher, c->ident.verify, c->ident.s_dn);
+	if (!c->srv->proxy_pass) {
+		/*
+		 * An http server{} without proxy_pass (the seed blocks as written):
+		 * nginx would serve files from its root; ktlsgw serves none and
+		 * answers 404 to each request.
+		 */
+		c->state = CS_REJECT;
+		c->reject_status = 404;
+		c->close_reason = "no proxy_pass in this server";
+		touch(c);
+		client_recv(c);
+		return;
+	}
 	backend_connect(c);
 }
 

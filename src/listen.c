@@ -28,8 +28,11 @@ static int open_socket(const struct gw_listen *l, char **err)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (l->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
 		goto fail;
-	if (l->addr.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (l->addr.ss_family == AF_INET6) {
+		int v6only = l->ipv6only ? 1 : 0;
+
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	}
 	if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen))
 		goto fail;
 	if (listen(fd, l->backlog > 0 ? l->backlog : 511))
@@ -99,6 +102,12 @@ int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listen
 			}
 			x->group = g;
 			x->group[x->ngroup++] = tsrv[i];
+			if (l->default_server && x->ngroup > 1) {
+				/* "listen ... default_server": this server is the group's default */
+				memmove(&x->group[1], &x->group[0], (x->ngroup - 1) * sizeof(*g));
+				x->group[0] = tsrv[i];
+				x->listen = l;
+			}
 		}
 	}
 	for (size_t k = 0; k < nl; k++) {

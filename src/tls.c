@@ -789,6 +789,13 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 	}
 	if (srv->prefer_server_ciphers)
 		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (srv->ecdh_curve && strcmp(srv->ecdh_curve, "auto") != 0 &&
+	    !SSL_CTX_set1_groups_list(ctx, srv->ecdh_curve)) {
+		snprintf(what, sizeof(what), "ssl_ecdh_curve \"%s\": SSL_CTX_set1_groups_list() failed",
+			 srv->ecdh_curve);
+		ret = cfg_err(err, srv, NULL, what);
+		goto err_ctx;
+	}
 
 	/* ngx_ssl_client_certificate(): only when verification is on, as nginx 1.22 */
 	if (srv->verify != GW_VERIFY_OFF) {

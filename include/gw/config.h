@@ -66,7 +66,7 @@ enum gw_allow_kind {
 
 struct gw_allow {
 	enum gw_allow_kind kind;
-	char *value;
+	char *value; /* fingerprints normalised by config: lowercase hex, no colons */
 };
 
 /* Where a directive was written: file names are owned by the gw_config. */
@@ -83,6 +83,13 @@ struct gw_listen {
 	bool ssl;
 	bool reuseport;
 	int backlog; /* default 511 as nginx (-1 on Linux means 511 there too) */
+	/*
+	 * The default server for this address (SNI miss / no SNI): set on exactly
+	 * one listen per address across all servers, the one written with
+	 * "default_server", else the first one, as nginx.
+	 */
+	bool default_server;
+	bool ipv6only; /* IPv6 addresses only: IPV6_V6ONLY, default on as nginx */
 	const char *file;
 	int line;
 };
@@ -155,9 +162,10 @@ struct gw_server {
 	long handshake_timeout_ms; /* default 10000 */
 	struct gw_passthrough *passthroughs;
 	size_t npassthroughs;
+	char *ecdh_curve; /* ssl_ecdh_curve: NULL = "auto" (OpenSSL's default groups) */
 
 	/* upstream */
-	char *proxy_pass; /* as written */
+	char *proxy_pass; /* as written; NULL (backendlen 0) for an http server without one */
 	struct sockaddr_storage backend;
 	socklen_t backendlen;
 	struct gw_header *headers; /* proxy_set_header, in order */
@@ -166,11 +174,12 @@ struct gw_server {
 	int proxy_protocol_version; /* 1 or 2, default 2 */
 	bool proxy_protocol_tlv_cert;
 	long proxy_connect_timeout_ms; /* default 60000 */
-	long idle_timeout_ms; /* http: keepalive_timeout 75s; stream: proxy_timeout 10m */
+	/* http: keepalive_timeout 75s (0 = no keep-alive, as nginx); stream: proxy_timeout 10m */
+	long idle_timeout_ms;
 	int header_buffer_count;  /* large_client_header_buffers, default 4 */
 	long header_buffer_size;  /* default 8192 */
 
-	char *access_log; /* NULL = off */
+	char *access_log; /* NULL = off (our default; nginx logs to logs/access.log), "stderr" */
 };
 
 struct gw_config {
@@ -185,6 +194,10 @@ struct gw_config {
 
 	struct gw_server *servers;
 	size_t nservers;
+
+	/* every file read (main + includes): the storage behind all file/line fields */
+	char **files;
+	size_t nfiles;
 };
 
 /*

@@ -13,14 +13,15 @@
 
 #include "gw/common.h"
 #include "gw/config.h"
+#include <time.h>
 
 enum http_state {
-	HTTP_S_HEAD = 0,    /* collecting a request head */
-	HTTP_S_BODY_CL,	    /* Content-Length body */
-	HTTP_S_BODY_CHUNKED,/* chunked body (and trailers) */
-	HTTP_S_UPGRADE_WAIT,/* Upgrade request sent; waiting for the backend's answer */
-	HTTP_S_OPAQUE,	    /* after 101: bytes pass untouched */
-	HTTP_S_ERROR,	    /* a 4xx was produced; nothing more is accepted */
+	HTTP_S_HEAD = 0,     /* collecting a request head */
+	HTTP_S_BODY_CL,	     /* Content-Length body */
+	HTTP_S_BODY_CHUNKED, /* chunked body (and trailers) */
+	HTTP_S_UPGRADE_WAIT, /* Upgrade request sent; waiting for the backend's answer */
+	HTTP_S_OPAQUE,	     /* after 101: bytes pass untouched */
+	HTTP_S_ERROR,	     /* a 4xx was produced; nothing more is accepted */
 };
 
 /*
@@ -36,17 +37,37 @@ struct http_rewrite {
 	size_t nheaders;
 	int (*inject)(void *arg, const char *xff, const char *host, struct buf *out);
 	void *inject_arg;
-	int header_buffer_count; /* large_client_header_buffers, nginx default 4 */
-	long header_buffer_size; /* nginx default 8k */
+	int header_buffer_count; /* large_client_header_buffers, nginx default 4 (0: default) */
+	long header_buffer_size; /* nginx default 8k (0: default) */
+	long client_header_buffer_size; /* nginx default 1k (0: default) */
 };
 
 struct http_parser {
 	enum http_state state;
-	struct buf head; /* partial head */
-	uint64_t remaining; /* body bytes (CL) or bytes left in the current chunk */
-	int chunk_state;    /* private to http.c */
-	struct buf held;    /* client bytes held while HTTP_S_UPGRADE_WAIT */
+	struct buf head;	/* partial head */
+	uint64_t remaining;	/* body bytes (CL) or bytes left in the current chunk */
+	int chunk_state;	/* private to http.c */
+	struct buf held;	/* client bytes held while HTTP_S_UPGRADE_WAIT */
 	unsigned long requests; /* heads forwarded */
+
+	/* The rest is private to http.c: the current head or trailer line. */
+	struct buf fwd;	    /* request line + kept header lines of the current head */
+	struct buf xff;	    /* X-Forwarded-For values joined by ", " */
+	struct buf host;    /* $host: request-line host, else Host header (normalised) */
+	int err_status;	    /* status once in HTTP_S_ERROR */
+	int lstate;	    /* byte state inside the current line */
+	bool in_reqline;    /* still in the request line */
+	bool upgrade_after; /* enter HTTP_S_UPGRADE_WAIT after this request's body */
+	size_t line_start;  /* offsets into head of the current line */
+	size_t name_end, val_start, val_end;
+	bool line_invalid, line_colon;
+	size_t uri_start, uri_end, host_start, host_end, method_len;
+	int http_major, http_minor;
+	unsigned hflags;			   /* HTTP_HF_* seen in this head */
+	size_t cl_start, cl_end, te_start, te_end; /* values in head */
+	size_t lbuf_size, lbuf_used;		   /* nginx header-buffer model */
+	int lbuf_busy;
+	size_t line_len; /* bytes of the current line as nginx counts them */
 };
 
 void http_parser_init(struct http_parser *p);
@@ -56,8 +77,11 @@ void http_parser_free(struct http_parser *p);
  * Feed @len decrypted client bytes. Rewritten bytes to send to the backend
  * are appended to @out. Returns 0, or -EBADMSG with *@status set to the
  * nginx status to answer (400, 414, 494->400 page "Request Header Or
- * Cookie Too Large", 501 for an unknown Transfer-Encoding), after which the
- * parser stays in HTTP_S_ERROR. -ENOMEM on allocation failure.
+ * Cookie Too Large", 501 for an unknown Transfer-Encoding, 405 for TRACE,
+ * 505 for HTTP/2+ in the request line), after which the parser stays in
+ * HTTP_S_ERROR. -ENOMEM on allocation failure. On -EBADMSG, @out may
+ * already hold the complete earlier (pipelined) requests of this call;
+ * nothing of the failing request is ever in @out.
  */
 int http_feed(struct http_parser *p, const struct http_rewrite *rw, const char *data, size_t len,
 	      struct buf *out, int *status);
@@ -71,14 +95,20 @@ int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool
 		      struct buf *out, int *status);
 
 /*
- * nginx's complete error response for @status (400, 414, 494, 495, 496,
- * 501, 502, 504) as nginx 1.22 writes it with "Connection: close", the
+ * nginx's complete error response for @status (400, 405, 414, 494, 495,
+ * 496, 501, 502, 504, 505) as nginx 1.22 writes it with "Connection: close", the
  * tail naming ktlsgw instead of nginx/1.22.1. Appends to @out. Returns 0 or
  * -ENOMEM.
  */
 int http_error_response(int status, struct buf *out);
+/* Same with the Date of @now (for tests). -EINVAL for an unknown status. */
+int http_error_response_at(int status, time_t now, struct buf *out);
 
-/* True if @name (length @len) is an identity header a client may not send. */
+/*
+ * True if @name (length @len) is an identity header a client may not send:
+ * any @headers[i].name, X-SSL-*, X-Client-*, X-Forwarded-Client-Cert,
+ * Client-Cert, Client-Cert-Chain; ASCII case-insensitive.
+ */
 bool http_is_identity_header(const char *name, size_t len, const struct gw_header *headers,
 			     size_t nheaders);
 
