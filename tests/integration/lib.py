@@ -23,7 +23,7 @@ import threading
 import time
 
 CERTS = os.path.abspath(os.environ.get("GW_CERTS", "build/default/certs"))
-GW_BIN = os.environ.get("GW_BIN", "build/default/ktlsgw")
+GW_BIN = os.path.abspath(os.environ.get("GW_BIN", "build/default/ktlsgw"))
 NGINX_BIN = os.environ.get("NGINX_BIN", shutil.which("nginx") or "/usr/sbin/nginx")
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 SLOW = 3 if ("san" in GW_BIN or os.environ.get("ASAN_OPTIONS")) else 1
@@ -281,7 +281,7 @@ class Server:
         if self.kind != "gw":
             return
         err = self.sanitizer_errors()
-        died = getattr(self, "died", False)
+        died = getattr(self, "died", False) and not getattr(self, "expect_exit", False)
         if etype is None or issubclass(etype, (TestFailure, OSError, ssl.SSLError)):
             extra = ""
             if died and "exited by itself" not in str(e or ""):

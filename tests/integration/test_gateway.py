@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import struct
@@ -588,3 +589,103 @@ def t_ipv6():
             check(a.accepted, "IPv6 client: %r" % a)
             hm = {n: v for n, v in rec_for(be, "/v6")["headers"]}
             check_eq(hm.get("X-Remote"), "::1", "$remote_addr over IPv6")
+
+
+REASONS = [
+    # client, CA file, CRL, depth, what the log line must say (regex, case-insensitive)
+    (None, "ca-all.pem", "", 3, r"no.*certificate|certificate.*not.*sent|no required"),
+    ("client-expired", "ca-all.pem", "", 3, r"expired"),
+    ("client-notyet", "ca-all.pem", "", 3, r"not yet valid"),
+    ("client-self", "ca-all.pem", "", 3, r"self.signed"),
+    ("client-other", "ca-root.pem", "", 3, r"issuer|unknown ca|unable to get"),
+    ("client-revoked", "ca-all.pem", "ssl_crl @CERTS@/crl-all.pem;", 3, r"revoked"),
+    ("client-int2", "ca-all.pem", "", 1, r"depth|too long|unable to get issuer"),
+    ("client-good", "ca-all.pem", "ssl_crl @CERTS@/crl-expired.pem;", 3, r"CRL has expired"),
+]
+
+
+@test("gw/log/rejection-reasons", timeout=90)
+def t_reasons():
+    """Every rejected handshake is logged with the client address and why."""
+    need_gw()
+    problems = []
+    with EchoBackend() as be:
+        for c, ca, crl, depth, pat in REASONS:
+            blk = (HTTP_BLOCK % dict(extra=crl)).replace("ca-all.pem", ca).replace(
+                "ssl_verify_depth 3;", "ssl_verify_depth %d;" % depth)
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server("gw", http=[blk], ports=ports, name="reasons").start() as gw:
+                for ver in ("1.2", "1.3"):
+                    a = attempt(ports["P0"], c, version=ver, path="/r", keep=True)
+                    lp = a.conn.local_port() if a.conn else None
+                    if a.conn:
+                        a.conn.close()
+                    if a.resp is not None:
+                        problems.append("%s TLS%s: not rejected (%r)" % (c, ver, a))
+                        continue
+                    time.sleep(0.1)
+                    lines = [ln for ln in gw.logtext().splitlines()
+                             if "127.0.0.1:%d" % lp in ln]
+                    if not any(re.search(pat, ln, re.I) for ln in lines):
+                        problems.append("%s TLS%s: no log line for 127.0.0.1:%d matching /%s/: %r"
+                                        % (c, ver, lp, pat, lines))
+        check_eq(be.accepts, 0, "backend accepts")
+    if problems:
+        raise TestFailure(" | ".join(problems))
+
+
+@test("gw/signals/hup-reload-keeps-connections", timeout=60)
+def t_hup():
+    import signal as _signal
+    with EchoBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            c.send(http_get("/h/1"))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "before SIGHUP")
+            gw.proc.send_signal(_signal.SIGHUP)
+            time.sleep(0.5 * SLOW)
+            check(gw.alive(), "ktlsgw died on SIGHUP")
+            c.send(http_get("/h/2"))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "established connection after SIGHUP: %r" % (
+                r and r.status))
+            check_identity(rec_for(be, "/h/2"), "client-good", "after SIGHUP")
+        a = attempt(port_of(gw), "client-good", path="/h/3")
+        check(a.accepted, "new connection after SIGHUP: %r" % a)
+
+
+@test("gw/signals/sigterm-drains", timeout=60)
+def t_drain():
+    """SIGTERM with a stream connection open: the open connection still gets its
+    answer, then ktlsgw exits 0 within a bounded time."""
+    with ProxyReceiver() as pr, gw_stream(pr) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            c.send(b"ECHO\nbefore\n")
+            rd = _TlsReader(c)
+            check_eq(rd.until(b"\n"), b"before\n", "echo before SIGTERM")
+            import signal as _signal
+            gw.expect_exit = True
+            gw.proc.send_signal(_signal.SIGTERM)
+            time.sleep(0.3)
+            # new connections are refused once draining
+            try:
+                s = socket.create_connection(("127.0.0.1", port_of(gw)), timeout=2)
+                s.close()
+                refused = False
+            except OSError:
+                refused = True
+            c.send(b"during\n")
+            got = rd.until(b"\n")
+            c.shutdown_write()
+            rest = c.recv_all()
+            check_eq(got, b"during\n", "echo on the open connection while draining")
+            check(refused, "listener still accepting after SIGTERM")
+        t0 = time.monotonic()
+        while gw.alive() and time.monotonic() - t0 < 15 * SLOW:
+            time.sleep(0.05)
+        check(not gw.alive(), "ktlsgw still running %.0fs after SIGTERM with no connection left"
+              % (time.monotonic() - t0))
+        check_eq(gw.stop(), 0, "exit status")

@@ -141,7 +141,7 @@ def compare_matrix(servers, ng, gw, backend, http_mode):
                 want = n.resp.body.replace(b"nginx/1.22.1", b"ktlsgw")
                 if g.resp.status != n.resp.status or g.resp.body != want:
                     diffs.append("%s: nginx %d %r, ktlsgw %d %r" % (
-                        where, n.resp.status, want, g.resp.status, g.resp.body))
+                        where, n.resp.status, want[:70], g.resp.status, g.resp.body[:70]))
                 elif g.resp.header("Server") != "ktlsgw":
                     diffs.append("%s: Server header %r" % (where, g.resp.header("Server")))
             if n.path in paths:
