@@ -913,6 +913,7 @@ class Attempt:
         self.error = None
         self.resp = None
         self.conn = None
+        self.server_der = None
 
     @property
     def accepted(self):
@@ -942,6 +943,7 @@ def attempt(port, certname=None, path="/", version=None, sni=None, extra=b"", se
     try:
         c.handshake()
         a.handshake_ok = True
+        a.server_der = c.obj.getpeercert(binary_form=True)
         if not c.server_cert_ok():
             a.error = "unexpected server certificate"
             return a

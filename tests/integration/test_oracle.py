@@ -654,3 +654,75 @@ def t_default_protocols():
     # default is TLSv1.2 TLSv1.3.
     check_eq(out[("gw", "1.3")], (True, "TLSv1.3"), "ktlsgw TLS 1.3 by default")
     check_eq(out[("gw", None)], (True, "TLSv1.3"), "ktlsgw default protocol")
+
+
+SNI_BLOCKS = ["""
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        server_name a.test;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate @CERTS@/ca-root.pem;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+            proxy_set_header X-Server a;
+            proxy_set_header X-Sni $ssl_server_name;
+            proxy_set_header X-Verify $ssl_client_verify;
+        }
+    }
+""", """
+    server {
+        listen 127.0.0.1:@P0@ ssl;
+        server_name b.test *.wild.test;
+        ssl_certificate @CERTS@/server-rsa.crt;
+        ssl_certificate_key @CERTS@/server-rsa.key;
+        ssl_client_certificate @CERTS@/ca-other.pem;
+        ssl_verify_client optional;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+            proxy_set_header X-Server b;
+            proxy_set_header X-Sni $ssl_server_name;
+            proxy_set_header X-Verify $ssl_client_verify;
+        }
+    }
+"""]
+
+
+@test("oracle/sni-server-selection", timeout=90)
+def t_sni():
+    """Two servers on one address: the SNI picks the certificate and the client
+    verification settings, as in nginx."""
+    cases = [(sni, c, ver) for sni in ("a.test", "b.test", "x.wild.test", None, "unknown.test")
+             for c in (None, "client-good", "client-other") for ver in ("1.2", "1.3")]
+    out = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server(kind, http=SNI_BLOCKS, ports=ports, name="sni").start():
+                for sni, c, ver in cases:
+                    a = attempt(ports["P0"], c, version=ver, sni=sni, keep=True)
+                    srv_der = a.server_der
+                    if a.conn:
+                        a.conn.close()
+                    hdrs = None
+                    if a.accepted:
+                        hdrs = {k: v for k, v in a.resp.json()["headers"]
+                                if k in ("X-Server", "X-Sni", "X-Verify")}
+                    out[(kind, sni, c, ver)] = (
+                        a.accepted, hdrs, "rsa" if srv_der == der_of("server-rsa.crt") else
+                        "ec" if srv_der else None)
+        diffs = []
+        for sni, c, ver in cases:
+            n, g = out[("nginx", sni, c, ver)], out[("gw", sni, c, ver)]
+            if not n[0]:
+                g = (g[0], g[1], n[2] if g[2] is None else g[2])  # a failed handshake: no cert
+            if n != g:
+                diffs.append("sni=%s client=%s TLS%s: nginx %r ktlsgw %r" % (
+                    sni, cname(c), ver, n, g))
+    if diffs:
+        raise TestFailure("%d differences: %s" % (len(diffs), " | ".join(diffs)))
