@@ -59,6 +59,23 @@ static void print_errors(const char *err)
 	}
 }
 
+/* The same lines into the error log (reload happens after start-up). */
+static void log_errors(const char *err)
+{
+	const char *p = err ? err : "unknown error";
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		int len = nl ? (int)(nl - p) : (int)strlen(p);
+
+		if (len)
+			pr_err("%.*s", len, p);
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+}
+
 static int print_version(void)
 {
 	struct gw_features f;
@@ -176,7 +193,7 @@ static int reload(struct worker *w)
 	size_t nls;
 
 	if (!cfg || listeners_open(cfg, false, &ls, &nls, &err)) {
-		print_errors(err);
+		log_errors(err);
 		pr_err("reload of %s failed, keeping the running configuration", conf_path);
 		free(err);
 		config_free(cfg);
