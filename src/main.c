@@ -43,7 +43,18 @@ static void usage(FILE *f)
 		   "Signals: HUP reload, TERM/INT drain and stop, QUIT stop now.\n");
 }
 
-static void print_errors(const char *err)
+static void emerg_line(int len, const char *p)
+{
+	fprintf(stderr, "ktlsgw: [emerg] %.*s\n", len, p);
+}
+
+static void log_line(int len, const char *p)
+{
+	pr_err("%.*s", len, p);
+}
+
+/* Hand each line of a "FILE:LINE: ...\n..." error text to @out. */
+static void each_line(const char *err, void (*out)(int len, const char *p))
 {
 	const char *p = err ? err : "unknown error";
 
@@ -52,28 +63,16 @@ static void print_errors(const char *err)
 		int len = nl ? (int)(nl - p) : (int)strlen(p);
 
 		if (len)
-			fprintf(stderr, "ktlsgw: [emerg] %.*s\n", len, p);
+			out(len, p);
 		if (!nl)
 			break;
 		p = nl + 1;
 	}
 }
 
-/* The same lines into the error log (reload happens after start-up). */
-static void log_errors(const char *err)
+static void print_errors(const char *err)
 {
-	const char *p = err ? err : "unknown error";
-
-	while (*p) {
-		const char *nl = strchr(p, '\n');
-		int len = nl ? (int)(nl - p) : (int)strlen(p);
-
-		if (len)
-			pr_err("%.*s", len, p);
-		if (!nl)
-			break;
-		p = nl + 1;
-	}
+	each_line(err, emerg_line);
 }
 
 static int print_version(void)
@@ -193,7 +192,7 @@ static int reload(struct worker *w)
 	size_t nls;
 
 	if (!cfg || listeners_open(cfg, false, &ls, &nls, &err)) {
-		log_errors(err);
+		each_line(err, log_line); /* after start-up: into the error log */
 		pr_err("reload of %s failed, keeping the running configuration", conf_path);
 		free(err);
 		config_free(cfg);
