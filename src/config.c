@@ -2423,8 +2423,8 @@ static void cf_check_server(struct cf_parser *p, const struct cf_server *s,
 				d->file, d->line);
 	} else if (!d->proxy_pass) {
 		/* nginx would serve files; the seed's blocks have no proxy_pass and must load */
-		pr_warn("%s:%d: no \"proxy_pass\" is defined for server: requests to it have no "
-			"backend",
+		pr_warn("%s:%d: no \"proxy_pass\" is defined for server: its requests are "
+			"answered 404 (ktlsgw serves no files)",
 			d->file, d->line);
 	}
 }

@@ -127,6 +127,12 @@ static void on_accept(struct listener *l, int res, unsigned int flags)
 			return;
 		}
 		conn_accepted(l, res);
+	} else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
+		/* as nginx: stop accepting for a while instead of spinning on the error */
+		pr_alert("accept() on %s failed (%d: %s), pausing accepts", l->listen->text, -res,
+			 strerror(-res));
+		l->paused = true;
+		return;
 	} else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
 		pr_err("accept() on %s failed (%d: %s)", l->listen->text, -res, strerror(-res));
 	}
@@ -208,6 +214,12 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 				break;
 			case OP_TICK:
 				conn_sweep(w, gw_now_ms());
+				for (size_t i = 0; i < w->nlisteners; i++) {
+					if (w->listeners[i].paused) {
+						w->listeners[i].paused = false;
+						arm_accept(&w->listeners[i]);
+					}
+				}
 				if (w->draining && gw_now_ms() > w->drain_deadline_ms) {
 					pr_warn("drain timeout: closing %lu connection(s)",
 						w->nconns);

@@ -43,7 +43,18 @@ static void usage(FILE *f)
 		   "Signals: HUP reload, TERM/INT drain and stop, QUIT stop now.\n");
 }
 
-static void print_errors(const char *err)
+static void emerg_line(int len, const char *p)
+{
+	fprintf(stderr, "ktlsgw: [emerg] %.*s\n", len, p);
+}
+
+static void log_line(int len, const char *p)
+{
+	pr_err("%.*s", len, p);
+}
+
+/* Hand each line of a "FILE:LINE: ...\n..." error text to @out. */
+static void each_line(const char *err, void (*out)(int len, const char *p))
 {
 	const char *p = err ? err : "unknown error";
 
@@ -52,11 +63,16 @@ static void print_errors(const char *err)
 		int len = nl ? (int)(nl - p) : (int)strlen(p);
 
 		if (len)
-			fprintf(stderr, "ktlsgw: [emerg] %.*s\n", len, p);
+			out(len, p);
 		if (!nl)
 			break;
 		p = nl + 1;
 	}
+}
+
+static void print_errors(const char *err)
+{
+	each_line(err, emerg_line);
 }
 
 static int print_version(void)
@@ -176,7 +192,7 @@ static int reload(struct worker *w)
 	size_t nls;
 
 	if (!cfg || listeners_open(cfg, false, &ls, &nls, &err)) {
-		print_errors(err);
+		each_line(err, log_line); /* after start-up: into the error log */
 		pr_err("reload of %s failed, keeping the running configuration", conf_path);
 		free(err);
 		config_free(cfg);

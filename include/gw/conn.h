@@ -42,7 +42,8 @@ struct listener {
 	const struct gw_listen *listen; /* of the default server */
 	struct tls_srv **group;		/* [0] = default server */
 	size_t ngroup;
-	bool armed; /* a multishot accept is in flight */
+	bool armed;  /* a multishot accept is in flight */
+	bool paused; /* out of fds/memory: re-armed at the next tick */
 };
 
 struct access_log {

@@ -44,6 +44,7 @@ void gw_log_ssl_errors(enum gw_log_level lvl, const char *what);
 			gw_log_emit((lvl), fmt, ##__VA_ARGS__);                                    \
 	} while (0)
 #define pr_emerg(fmt, ...) gw_log(GW_LOG_EMERG, fmt, ##__VA_ARGS__)
+#define pr_alert(fmt, ...) gw_log(GW_LOG_ALERT, fmt, ##__VA_ARGS__)
 #define pr_crit(fmt, ...) gw_log(GW_LOG_CRIT, fmt, ##__VA_ARGS__)
 #define pr_err(fmt, ...) gw_log(GW_LOG_ERR, fmt, ##__VA_ARGS__)
 #define pr_warn(fmt, ...) gw_log(GW_LOG_WARN, fmt, ##__VA_ARGS__)
