@@ -510,7 +510,7 @@ class EchoBackend(_ThreadedServer):
                 extra = "Content-Type: application/json\r\n"
             resp = ("HTTP/1.1 200 OK\r\nServer: echo\r\n%sContent-Length: %d\r\n%s\r\n" % (
                 extra, len(payload), "Connection: close\r\n" if close else "")).encode()
-            c.sendall(resp + payload)
+            c.sendall(resp + (b"" if method == "HEAD" else payload))
             if close:
                 try:
                     c.shutdown(socket.SHUT_WR)
@@ -605,7 +605,7 @@ class ProxyReceiver(_ThreadedServer):
             if line is None:
                 return
             f = line[:-2].decode().split(" ")
-            info = {"version": 1, "proto": f[1]}
+            info = {"version": 1, "proto": f[1], "line": line.decode("latin-1")}
             if f[1] in ("TCP4", "TCP6"):
                 info.update(src=f[2], dst=f[3], sport=int(f[4]), dport=int(f[5]))
         else:

@@ -117,6 +117,23 @@ def t_forged():
                 r = read_response(c, rd)
                 check(r is not None and r.status == 200, "request %d: %r" % (i, r and r.status))
                 check_identity(rec_for(be, "/f/%d" % i), "client-good", "request %d" % i)
+            # pipelined: three requests in one write, each with forged headers
+            c.send(b"".join(http_get("/f/p%d" % i, extra=FORGED_HDRS) for i in range(3)))
+            for i in range(3):
+                r = read_response(c, rd)
+                check(r is not None and r.status == 200, "pipelined %d: %r" % (i, r and r.status))
+                check_eq(r.json()["target"], "/f/p%d" % i, "pipelined response order")
+                check_identity(rec_for(be, "/f/p%d" % i), "client-good", "pipelined %d" % i)
+            # spellings a lenient backend could read as identity headers
+            odd = (b"X-SSL-Cert : forged-sp\r\nX-SSL-Cert:\tforged-tab\r\nx-ssl-client-verify:"
+                   b"forged-nosp\r\nX-SSL-CERT: forged-upper\r\nX-Custom-Identity:forged-x\r\n")
+            c.send(http_get("/f/odd", extra=odd))
+            r = read_response(c, rd)
+            if r is not None and r.status == 200:
+                check_identity(rec_for(be, "/f/odd"), "client-good", "odd spellings")
+            else:
+                check(r is None or r.status == 400, "odd spellings: %r" % (r and r.status))
+                return
             # chunked body whose trailers try to forge identity
             body = b"5\r\nhello\r\n0\r\n" + FORGED_HDRS + b"\r\n"
             c.send(b"POST /f/trailers HTTP/1.1\r\nHost: localhost\r\n"
@@ -196,6 +213,13 @@ MALFORMED = [
     ("NUL in header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A\x00b: c\r\n\r\n"),
     ("bare CR in header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: b\rc\r\n\r\n"),
     ("bad content-length", b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n"),
+    ("CL and TE", b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("two content-lengths", b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
+                            b"Content-Length: 2\r\n\r\nab"),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n X-SSL-Cert: forged\r\n\r\n"),
+    ("bad chunk size", b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+                       b"\r\nzz\r\n"),
     ("9k request line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"),
     ("9k header", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n"),
 ]
@@ -245,6 +269,26 @@ def pp2_ssl(info):
     for t in ssl_tlv[0]["sub"]:
         sub.setdefault(t["type"], []).append(t["value"])
     return ssl_tlv[0], sub
+
+
+@test("gw/http/http10-and-head", timeout=60)
+def t_http10():
+    out = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            with gw_http(be, kind=kind) as srv:
+                for name, req in (("http/1.0", b"GET /h10 HTTP/1.0\r\n\r\n"),
+                                  ("HEAD", b"HEAD /big/10 HTTP/1.1\r\nHost: localhost\r\n"
+                                           b"Connection: close\r\n\r\n")):
+                    with TlsConn(port_of(srv), "client-good") as c:
+                        c.handshake()
+                        c.send(req)
+                        data = c.recv_all()
+                    st = data.split(b"\r\n", 1)[0].split(b" ")[1:2]
+                    body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+                    out[(kind, name)] = (st, len(body) if name == "HEAD" else None)
+    for name in ("http/1.0", "HEAD"):
+        check_eq(out[("gw", name)], out[("nginx", name)], name + " (status, HEAD body length)")
 
 
 @test("gw/stream/proxy-v2-tlvs", timeout=60)

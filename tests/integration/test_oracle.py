@@ -726,3 +726,30 @@ def t_sni():
                     sni, cname(c), ver, n, g))
     if diffs:
         raise TestFailure("%d differences: %s" % (len(diffs), " | ".join(diffs)))
+
+
+@test("oracle/stream-proxy-protocol-v1", timeout=60)
+def t_pp1():
+    """proxy_protocol_version 1: the same PROXY v1 line as nginx's stream module."""
+    from lib import ProxyReceiver, TlsConn, _TlsReader
+    import json as _json
+    lines = {}
+    with ProxyReceiver() as pr:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            blk = NGINX_STREAM.replace("proxy_half_close on;", "") + ""
+            if kind == "gw":
+                blk = blk.replace("proxy_protocol on;",
+                                  "proxy_protocol on;\n        proxy_protocol_version 1;")
+            ports = {"P0": free_port(), "BPORT": pr.port}
+            with Server(kind, stream=[blk], ports=ports, name="pp1").start():
+                with TlsConn(ports["P0"], "client-good") as c:
+                    c.handshake()
+                    c.send(b"INFO\n")
+                    info = _json.loads(_TlsReader(c).until(b"\n"))
+                    lp = c.local_port()
+            line = info.get("line", repr(info))
+            lines[kind] = line.replace(" %d %d\r\n" % (lp, ports["P0"]), " CPORT GWPORT\r\n")
+    check_eq(lines["nginx"], "PROXY TCP4 127.0.0.1 127.0.0.1 CPORT GWPORT\r\n", "nginx's line")
+    check_eq(lines["gw"], lines["nginx"], "PROXY v1 line (ports normalised)")
