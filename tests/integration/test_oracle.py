@@ -753,3 +753,55 @@ def t_pp1():
             lines[kind] = line.replace(" %d %d\r\n" % (lp, ports["P0"]), " CPORT GWPORT\r\n")
     check_eq(lines["nginx"], "PROXY TCP4 127.0.0.1 127.0.0.1 CPORT GWPORT\r\n", "nginx's line")
     check_eq(lines["gw"], lines["nginx"], "PROXY v1 line (ports normalised)")
+
+
+@test("oracle/sni-session-resumption", timeout=90)
+def t_sni_resume():
+    """A session made on one server{} and offered to another one on the same address
+    (other SNI, other verification settings) gives the same outcome as on nginx; above
+    all, an unauthenticated session never gets into a server with ssl_verify_client on."""
+    blocks = [b.replace("ssl_protocols TLSv1.2 TLSv1.3;",
+                        "ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:S:1m;")
+              for b in SNI_BLOCKS]
+    # (first sni, client, then sni, client) -- the client context must stay the same
+    cases = [("b.test", None, "a.test"), ("b.test", "client-other", "a.test"),
+             ("a.test", "client-good", "a.test"), ("a.test", "client-good", "b.test"),
+             ("b.test", None, None), ("b.test", None, "b.test")]
+    out = {}
+    with EchoBackend() as be:
+        for kind in ("nginx", "gw"):
+            if kind == "gw":
+                need_gw()
+            ports = {"P0": free_port(), "BPORT": be.port}
+            with Server(kind, http=blocks, ports=ports, name="sniresume").start():
+                for first, c, then in cases:
+                    for ver in ("1.2", "1.3"):
+                        a0 = attempt(ports["P0"], c, version=ver, sni=first, keep=True)
+                        sess = a0.conn.session if a0.accepted else None
+                        a0.conn.close()
+                        if sess is None:
+                            out[(kind, first, c, then, ver)] = ("first rejected", a0.kind())
+                            continue
+                        a = attempt(ports["P0"], c, version=ver, sni=then, session=sess,
+                                    keep=True)
+                        reused = a.conn.obj.session_reused if a.handshake_ok else None
+                        a.conn.close()
+                        hdr = None
+                        if a.accepted:
+                            hdr = {k: v for k, v in a.resp.json()["headers"]
+                                   if k in ("X-Server", "X-Verify")}
+                        out[(kind, first, c, then, ver)] = (a.accepted, hdr)
+                        if kind == "nginx":
+                            out[("reused", first, c, then, ver)] = reused
+    diffs = []
+    for first, c, then in cases:
+        for ver in ("1.2", "1.3"):
+            n = out[("nginx", first, c, then, ver)]
+            g = out[("gw", first, c, then, ver)]
+            if n != g:
+                diffs.append("%s(%s) -> %s TLS%s: nginx %r ktlsgw %r" % (
+                    first, cname(c), then, ver, n, g))
+    check_eq(out[("nginx", "b.test", None, "a.test", "1.3")][0], False,
+             "nginx: unauthenticated session resumed into verify-on server")
+    if diffs:
+        raise TestFailure(" | ".join(diffs))
