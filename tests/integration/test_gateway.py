@@ -741,3 +741,24 @@ def t_drain():
         check(not gw.alive(), "ktlsgw still running %.0fs after SIGTERM with no connection left"
               % (time.monotonic() - t0))
         check_eq(gw.stop(), 0, "exit status")
+
+
+@test("gw/stream/proxy-v2-tcp6", timeout=60)
+def t_pp2_v6():
+    need_gw()
+    from lib import wait_port
+    with ProxyReceiver() as pr:
+        p = free_port(socket.AF_INET6)
+        blk = (STREAM_BLOCK % dict(extra="")).replace("listen 127.0.0.1:@P0@ ssl;",
+                                                       "listen [::1]:@P0@ ssl;")
+        with Server("gw", stream=[blk], ports={"P0": p, "BPORT": pr.port},
+                    name="v6s").start(wait_ports=[]) as gw:
+            check(wait_port(p, gw.proc, host="::1"), "no listen on [::1]:%d" % p)
+            with TlsConn(p, "client-good", host="::1") as c:
+                c.handshake()
+                c.send(b"INFO\n")
+                check(_TlsReader(c).until(b"\n") is not None, "no INFO line")
+                info = pr.headers[-1]
+                check_eq((info["family"], info["transport"]), (2, 1), "TCP over IPv6")
+                check_eq((info["src"], info["sport"], info["dst"], info["dport"]),
+                         ("::1", c.local_port(), "::1", p), "addresses")
