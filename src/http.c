@@ -543,11 +543,18 @@ static int head_done(struct http_parser *p, const struct http_rewrite *rw, struc
 		return fail(p, 405);
 	}
 
+	size_t mark = out->len;
+
 	if (buf_append(out, p->fwd.data, p->fwd.len))
 		return -ENOMEM;
 	if (rw->inject) {
 		ret = rw->inject(rw->inject_arg, (p->hflags & HTTP_HF_XFF) ? p->xff.data : NULL,
 				 p->host.len ? p->host.data : NULL, out);
+		if (ret > 0) {
+			/* the relay refuses this request (e.g. 421): none of it goes out */
+			out->len = mark;
+			return fail(p, ret);
+		}
 		if (ret)
 			return ret;
 	}
@@ -1146,6 +1153,7 @@ static const struct http_page http_pages[] = {
 	{400, "400 Bad Request", PAGE("400 Bad Request")},
 	{404, "404 Not Found", PAGE("404 Not Found")},
 	{405, "405 Not Allowed", PAGE("405 Not Allowed")},
+	{421, "421 Misdirected Request", PAGE("421 Misdirected Request")},
 	{414, "414 Request-URI Too Large", PAGE("414 Request-URI Too Large")},
 	{494, "400 Bad Request", PAGE_400("Request Header Or Cookie Too Large")},
 	{495, "400 Bad Request", PAGE_400("The SSL certificate error")},

@@ -196,8 +196,8 @@ static bool verify_error_optional(long err)
 {
 	return err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
 	       err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-	       err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
 	       err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+	       err == X509_V_ERR_CERT_UNTRUSTED ||
 	       err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
 }
 

@@ -29,8 +29,10 @@ enum http_state {
  * inject() appends the configured header lines ("Name: value\r\n" each) for
  * one request; @xff is the incoming X-Forwarded-For values joined by ", "
  * as nginx joins them (NULL if none), @host the Host header value without
- * port (NULL if none). It returns 0 or -ENOMEM. The relay implements it with
- * tmpl_render(); http.c never renders variables itself.
+ * port (NULL if none). It returns 0, -ENOMEM, or an HTTP status (> 0, e.g.
+ * 421) to refuse the request: nothing of it is forwarded and http_feed()
+ * fails with that status. The relay implements it with tmpl_render();
+ * http.c never renders variables itself.
  */
 struct http_rewrite {
 	const struct gw_header *headers; /* proxy_set_header list: names to strip */
