@@ -201,6 +201,13 @@ static bool verify_error_optional(long err)
 	       err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
 }
 
+/* Errors a chain cut short by ssl_verify_depth can end with. */
+static bool depth_cut_error(long err)
+{
+	return err == X509_V_ERR_CERT_CHAIN_TOO_LONG || err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+	       verify_error_optional(err);
+}
+
 static bool verify_result_ok(const struct gw_server *srv, long err)
 {
 	if (err == X509_V_OK)
@@ -266,7 +273,7 @@ static void record_error(struct tls_conn *c, X509_STORE_CTX *x)
 	 * apart from a really unknown CA.
 	 */
 	c->need_depth = -1;
-	if (c->err == X509_V_ERR_CERT_CHAIN_TOO_LONG || verify_error_optional(c->err))
+	if (depth_cut_error(c->err))
 		c->need_depth = chain_needed_depth(x);
 }
 
@@ -289,8 +296,7 @@ static void explain_verify(struct tls_conn *c, const struct gw_server *srv, long
 	bool have = c->err == err;
 	const char *subj = have ? c->subj : "?";
 
-	if (have && c->need_depth > srv->verify_depth &&
-	    (err == X509_V_ERR_CERT_CHAIN_TOO_LONG || verify_error_optional(err))) {
+	if (have && c->need_depth > srv->verify_depth && depth_cut_error(err)) {
 		snprintf(r, n, "verify depth %d exceeded: chain needs depth %d (ssl_verify_depth)",
 			 srv->verify_depth, c->need_depth);
 		return;
@@ -942,49 +948,88 @@ static struct tls_srv *sni_pick(struct tls_srv **group, size_t n, const char *ho
 	return best;
 }
 
-/* ngx_http_ssl_servername() */
-static int tls_servername_cb(SSL *ssl, int *ad, void *arg)
+/* Lowercase @name (length @len) without a trailing dot into @host. Returns false if unusable. */
+static bool sni_normalize(const char *name, size_t len, char *host, size_t size)
 {
-	struct tls_srv *def = arg;
-	struct tls_conn *c = tls_conn_of(ssl);
-	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-	struct tls_srv *pick;
-	SSL_CTX *ctx;
-	char host[256];
-	size_t len;
-
-	if (!name || !def->group)
-		return SSL_TLSEXT_ERR_NOACK;
-	len = strlen(name);
 	if (len && name[len - 1] == '.')
 		len--;
-	if (len == 0 || len >= sizeof(host))
-		return SSL_TLSEXT_ERR_NOACK;
-	for (size_t i = 0; i < len; i++)
+	if (len == 0 || len >= size)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '\0')
+			return false;
 		host[i] = (char)tolower((unsigned char)name[i]);
+	}
 	host[len] = '\0';
+	return true;
+}
 
-	pick = sni_pick(def->group, def->ngroup, host);
-	if (!pick || pick->ctx == SSL_get_SSL_CTX(ssl))
-		return SSL_TLSEXT_ERR_OK;
+/* Make @pick the server{} of @ssl, as ngx_http_ssl_servername() does. */
+static void switch_server(SSL *ssl, struct tls_srv *pick)
+{
+	struct tls_conn *c = tls_conn_of(ssl);
+	SSL_CTX *ctx = pick->ctx;
+
 	if (c)
 		c->srv = pick;
-	ctx = pick->ctx;
+	if (ctx == SSL_get_SSL_CTX(ssl))
+		return;
+	/* also takes the new context's session id context (still the default's here) */
 	SSL_set_SSL_CTX(ssl, ctx);
 	/* SSL_set_SSL_CTX() only switches certificates: the rest as nginx does */
 	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
 	SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
 	SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options(ctx));
-	/*
-	 * libssl made the new session before this callback, with the default
-	 * server's id context: give it the chosen server's, so that it never
-	 * resumes on a server{} with other certificates or verification.
-	 */
-	if (!SSL_session_reused(ssl) && SSL_get0_session(ssl))
-		SSL_SESSION_set1_id_context(SSL_get0_session(ssl), pick->sid_ctx,
-					    pick->sid_ctx_len);
+}
+
+/*
+ * The server{} is chosen from the SNI in the ClientHello callback, which
+ * libssl runs BEFORE it looks up a session to resume (TLS 1.2 session ids
+ * and tickets, TLS 1.3 PSKs): the lookup then compares the session's id
+ * context with the chosen server's, so a session made on one server{} never
+ * resumes on another with other certificates or verification. (The
+ * servername callback runs after the lookup: switching there let a session
+ * from server a resume on server b, skipping b's verification.)
+ */
+static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+	struct tls_srv *def = arg;
+	const unsigned char *p;
+	size_t len, list, nlen;
+	struct tls_srv *pick;
+	char host[256];
+
+	if (!def->group || !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len))
+		return SSL_CLIENT_HELLO_SUCCESS;
+	/* ServerNameList: u16 length, then { u8 type (0 = host_name), u16 length, name } */
+	if (len < 2)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	list = (size_t)p[0] << 8 | p[1];
+	if (list + 2 != len || list < 3 || p[2] != TLSEXT_NAMETYPE_host_name)
+		return SSL_CLIENT_HELLO_SUCCESS; /* libssl rejects it later */
+	nlen = (size_t)p[3] << 8 | p[4];
+	if (nlen + 3 > list || !sni_normalize((const char *)p + 5, nlen, host, sizeof(host)))
+		return SSL_CLIENT_HELLO_SUCCESS;
+	pick = tls_srv_pick(def->group, def->ngroup, host);
+	if (pick)
+		switch_server(ssl, pick);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ngx_http_ssl_servername(): acknowledges the name; the switch was made above. */
+static int tls_servername_cb(SSL *ssl, int *ad, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (!name || !*name)
+		return SSL_TLSEXT_ERR_NOACK;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+struct tls_srv *tls_srv_pick(struct tls_srv *const *group, size_t n, const char *host)
+{
+	return sni_pick((struct tls_srv **)group, n, host);
 }
 
 int tls_srv_group(struct tls_srv **group, size_t n)
@@ -994,6 +1039,7 @@ int tls_srv_group(struct tls_srv **group, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		group[i]->group = group;
 		group[i]->ngroup = n;
+		SSL_CTX_set_client_hello_cb(group[i]->ctx, tls_client_hello_cb, group[i]);
 		SSL_CTX_set_tlsext_servername_callback(group[i]->ctx, tls_servername_cb);
 		SSL_CTX_set_tlsext_servername_arg(group[i]->ctx, group[i]);
 	}

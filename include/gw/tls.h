@@ -36,6 +36,13 @@ const struct gw_server *tls_srv_server(const struct tls_srv *t);
 int tls_srv_group(struct tls_srv **group, size_t n);
 
 /*
+ * The server{} of @group whose server_name matches @host (lowercase, no
+ * port, no trailing dot): exact, then the longest "*.x"/".x", then "x.*".
+ * NULL if none matches (the caller falls back to group[0], the default).
+ */
+struct tls_srv *tls_srv_pick(struct tls_srv *const *group, size_t n, const char *host);
+
+/*
  * New server-side SSL on the connected socket @fd (non-blocking), in accept
  * state, with per-connection verification state attached. NULL on ENOMEM.
  */
