@@ -13,6 +13,7 @@
  * - no byte reaches the backend before tls_verify_decision() accepted.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -209,6 +210,8 @@ void conn_accepted(struct listener *lst, int fd)
 	c->cfd = fd;
 	c->bfd = -1;
 	c->srv = tls_srv_server(lst->group[0]);
+	c->group = lst->group; /* a reload replaces lst->group; the old one lives on */
+	c->ngroup = lst->ngroup;
 	c->start_ms = gw_now_ms();
 	c->next = w->conns;
 	if (w->conns)
@@ -355,9 +358,43 @@ static void conn_answer_error(struct conn *c, int status, const char *reason)
 	conn_finish(c, reason);
 }
 
+/*
+ * nginx's ngx_http_set_virtual_server() for a TLS connection: does the Host
+ * of this request belong to the server{} the connection was made for?
+ * Returns 0, or 421 (Misdirected Request). Where nginx would hand the
+ * request to another server{} without client verification, ktlsgw answers
+ * 421 too: one connection, one server{} (README, differences).
+ */
+static int host_check(struct conn *c, const char *host)
+{
+	const struct tls_srv *hs;
+
+	if (!host || c->ngroup < 2)
+		return 0; /* nginx has no virtual names for a lone server */
+	if (c->sni_matched && strcmp(host, c->sni) == 0)
+		return 0;
+	hs = tls_srv_pick(c->group, c->ngroup, host);
+	if (!hs)
+		hs = c->group[0];
+	if (c->sni_matched && tls_srv_server(hs)->verify != GW_VERIFY_OFF)
+		return 421; /* nginx: "client attempted to request the server name different ..." */
+	if (tls_srv_server(hs) == c->srv)
+		return 0;
+	return 421;
+}
+
 static int inject_headers(void *arg, const char *xff, const char *host, struct buf *out)
 {
 	struct conn *c = arg;
+	int status = host_check(c, host);
+
+	if (status) {
+		conn_log(c, GW_LOG_INFO,
+			 "client %s requested host \"%s\", not served by the server{} negotiated "
+			 "(SNI \"%s\"): 421",
+			 c->peer_text, host, c->sni);
+		return status;
+	}
 	struct gw_var_ctx ctx = {
 		.id = &c->ident,
 		.peer = (const struct sockaddr *)&c->peer,
@@ -666,6 +703,19 @@ static void handshake_done(struct conn *c)
 	int dec;
 
 	c->srv = tls_srv_server(tls_ssl_srv(c->ssl));
+	{
+		const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		size_t len = name ? strlen(name) : 0;
+
+		if (len && name[len - 1] == '.')
+			len--;
+		if (len && len < sizeof(c->sni)) {
+			for (size_t i = 0; i < len; i++)
+				c->sni[i] = (char)tolower((unsigned char)name[i]);
+			c->sni[len] = '\0';
+			c->sni_matched = c->ngroup > 1 && tls_srv_pick(c->group, c->ngroup, c->sni);
+		}
+	}
 	dec = tls_verify_decision(c->ssl, &status);
 	if (identity_from_ssl(c->ssl, &c->ident)) {
 		conn_abort(c, "identity: out of memory");

@@ -71,6 +71,10 @@ struct conn {
 	int cfd, bfd;
 	SSL *ssl;
 	const struct gw_server *srv; /* after SNI */
+	struct tls_srv **group;	     /* the listener's SNI group when accepted */
+	size_t ngroup;
+	bool sni_matched; /* the SNI named a server{} of a multi-server group */
+	char sni[256];	  /* that SNI, lowercase, no trailing dot */
 	struct sockaddr_storage peer, local;
 	char peer_text[64];
 	struct gw_identity ident;
