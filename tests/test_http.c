@@ -961,3 +961,38 @@ void test_http_nginx_compare(void)
 	if (system(gopt) != 0)
 		TEST_FAIL("cleanup %s", dir);
 }
+
+/* inject() refusing a request (the relay's 421): nothing of that request goes out. */
+static int refuse_other_host(void *arg, const char *xff, const char *host, struct buf *out)
+{
+	if (host && strcmp(host, "other.test") == 0)
+		return 421;
+	return buf_puts(out, "X-Ok: 1\r\n");
+}
+
+void test_http_inject_refuses(void)
+{
+	static const char in[] = "GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+				 "GET /2 HTTP/1.1\r\nHost: Other.test:443\r\nX-Secret: s\r\n\r\n";
+	struct http_rewrite rw;
+	struct http_parser p;
+	struct buf out = {};
+	int status = 0;
+
+	rw_init(&rw);
+	rw.inject = refuse_other_host;
+	http_parser_init(&p);
+	ASSERT_EQ(http_feed(&p, &rw, in, sizeof(in) - 1, &out, &status), -EBADMSG, "refused");
+	ASSERT_EQ(status, 421, "status");
+	ASSERT_EQ(p.requests, 1, "one request forwarded");
+	ASSERT_TRUE(out.data && strstr(out.data, "GET /1 ") && strstr(out.data, "X-Ok: 1\r\n"),
+		    "first request forwarded");
+	ASSERT_TRUE(!strstr(out.data, "/2") && !strstr(out.data, "X-Secret"),
+		    "nothing of the refused request");
+	buf_free(&out);
+	ASSERT_OK(http_error_response(421, &out), "421 page");
+	ASSERT_STRSTR(out.data, "HTTP/1.1 421 Misdirected Request\r\n", "status line");
+	ASSERT_STRSTR(out.data, "<center><h1>421 Misdirected Request</h1></center>", "body");
+	buf_free(&out);
+	http_parser_free(&p);
+}
