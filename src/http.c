@@ -553,6 +553,7 @@ static int head_done(struct http_parser *p, const struct http_rewrite *rw, struc
 		if (ret > 0) {
 			/* the relay refuses this request (e.g. 421): none of it goes out */
 			out->len = mark;
+			out->data[mark] = '\0';
 			return fail(p, ret);
 		}
 		if (ret)
