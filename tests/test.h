@@ -19,6 +19,12 @@
 
 extern int test__failed;
 void test__skip(const char *why) __attribute__((noreturn));
+struct sockaddr_in;
+struct sockaddr_in6;
+/* Fill a sockaddr from a literal address and a port (tests/helpers.c). */
+void test__sa4(struct sockaddr_in *s, const char *ip, int port);
+void test__sa6(struct sockaddr_in6 *s, const char *ip, int port);
+
 /* Path of a generated test certificate file ($GW_CERTS/@name), static buffer. */
 const char *test__cert(const char *name);
 

@@ -486,21 +486,6 @@ void test_identity_v_remain(void)
 	identity_clear(&id);
 }
 
-static void sa4(struct sockaddr_in *s, const char *ip, int port)
-{
-	memset(s, 0, sizeof(*s));
-	s->sin_family = AF_INET;
-	s->sin_port = htons((uint16_t)port);
-	inet_pton(AF_INET, ip, &s->sin_addr);
-}
-
-static void sa6(struct sockaddr_in6 *s, const char *ip, int port)
-{
-	memset(s, 0, sizeof(*s));
-	s->sin6_family = AF_INET6;
-	s->sin6_port = htons((uint16_t)port);
-	inet_pton(AF_INET6, ip, &s->sin6_addr);
-}
 
 void test_identity_addr_text_nginx(void)
 {
@@ -523,11 +508,11 @@ void test_identity_addr_text_nginx(void)
 	char text[128];
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		sa6(&s6, cases[i][0], 1);
+		test__sa6(&s6, cases[i][0], 1);
 		identity_addr_text((struct sockaddr *)&s6, text, sizeof(text));
 		ASSERT_STREQ(text, cases[i][1], cases[i][0]);
 	}
-	sa4(&s4, "10.20.30.40", 5);
+	test__sa4(&s4, "10.20.30.40", 5);
 	ASSERT_EQ(identity_addr_text((struct sockaddr *)&s4, text, sizeof(text)), 11, "len");
 	ASSERT_STREQ(text, "10.20.30.40", "v4");
 	ASSERT_EQ(identity_addr_port((struct sockaddr *)&s4), 5, "port");
@@ -544,8 +529,8 @@ void test_identity_render_template(void)
 
 	if (!ASSERT_OK(from_file("client-good", &id), "from_x509"))
 		return;
-	sa6(&peer, "2001:db8::7", 50123);
-	sa6(&local, "::1", 8443);
+	test__sa6(&peer, "2001:db8::7", 50123);
+	test__sa6(&local, "::1", 8443);
 	ctx.id = &id;
 	ctx.peer = (struct sockaddr *)&peer;
 	ctx.local = (struct sockaddr *)&local;

@@ -13,21 +13,6 @@
 #include "test.h"
 #include "gw/proxy_proto.h"
 
-static void sa4(struct sockaddr_in *s, const char *ip, int port)
-{
-	memset(s, 0, sizeof(*s));
-	s->sin_family = AF_INET;
-	s->sin_port = htons((uint16_t)port);
-	inet_pton(AF_INET, ip, &s->sin_addr);
-}
-
-static void sa6(struct sockaddr_in6 *s, const char *ip, int port)
-{
-	memset(s, 0, sizeof(*s));
-	s->sin6_family = AF_INET6;
-	s->sin6_port = htons((uint16_t)port);
-	inet_pton(AF_INET6, ip, &s->sin6_addr);
-}
 
 /* A hand-made identity: a client cert with CN "abc", TLS 1.3, one cipher. */
 static void small_identity(struct gw_identity *id)
@@ -87,8 +72,8 @@ void test_pp2_tcp4_ssl_vector(void)
 	struct gw_identity id;
 	struct buf b = {0};
 
-	sa4(&src, "1.2.3.4", 5678);
-	sa4(&dst, "5.6.7.8", 443);
+	test__sa4(&src, "1.2.3.4", 5678);
+	test__sa4(&dst, "5.6.7.8", 443);
 	small_identity(&id);
 	ASSERT_OK(pp2_encode((struct sockaddr *)&src, (struct sockaddr *)&dst, &id, true, &b),
 		  "encode");
@@ -123,8 +108,8 @@ void test_pp2_flags_verify_authority(void)
 	struct gw_identity id;
 	struct buf b = {0};
 
-	sa4(&src, "1.2.3.4", 5678);
-	sa4(&dst, "5.6.7.8", 443);
+	test__sa4(&src, "1.2.3.4", 5678);
+	test__sa4(&dst, "5.6.7.8", 443);
 	small_identity(&id);
 	id.reused = true;
 	id.server_name = (char *)"a.example";
@@ -180,14 +165,14 @@ void test_pp2_tcp6_and_families(void)
 	struct sockaddr_un su = {.sun_family = AF_UNIX};
 	struct buf b = {0};
 
-	sa6(&s6, "2001:db8::1", 1000);
-	sa6(&d6, "::1", 443);
+	test__sa6(&s6, "2001:db8::1", 1000);
+	test__sa6(&d6, "::1", 443);
 	ASSERT_OK(pp2_encode((struct sockaddr *)&s6, (struct sockaddr *)&d6, NULL, false, &b),
 		  "tcp6");
 	check_bytes(&b, want6, sizeof(want6), "tcp6 vector");
 
 	buf_reset(&b);
-	sa4(&s4, "10.0.0.1", 1000);
+	test__sa4(&s4, "10.0.0.1", 1000);
 	ASSERT_OK(pp2_encode((struct sockaddr *)&s4, (struct sockaddr *)&d6, NULL, false, &b),
 		  "mixed");
 	ASSERT_EQ(b.len, 16 + 36, "mixed length");
@@ -246,8 +231,8 @@ void test_pp2_client_cert_tlv(void)
 	if (!ASSERT_OK_PTR(x, "load cert"))
 		return;
 	n = i2d_X509(x, &der);
-	sa4(&src, "1.2.3.4", 5678);
-	sa4(&dst, "5.6.7.8", 443);
+	test__sa4(&src, "1.2.3.4", 5678);
+	test__sa4(&dst, "5.6.7.8", 443);
 	if (!ASSERT_OK(identity_from_x509(x, NULL, X509_V_OK, &id), "identity"))
 		goto out;
 	ASSERT_OK(pp2_encode((struct sockaddr *)&src, (struct sockaddr *)&dst, &id, true, &b),
@@ -296,15 +281,15 @@ void test_pp1_text(void)
 	struct sockaddr_un su = {.sun_family = AF_UNIX};
 	struct buf b = {0};
 
-	sa4(&s4, "1.2.3.4", 5678);
-	sa4(&d4, "5.6.7.8", 443);
+	test__sa4(&s4, "1.2.3.4", 5678);
+	test__sa4(&d4, "5.6.7.8", 443);
 	ASSERT_OK(pp1_encode((struct sockaddr *)&s4, (struct sockaddr *)&d4, &b), "tcp4");
 	buf_append(&b, "", 0);
 	ASSERT_STREQ(b.data, "PROXY TCP4 1.2.3.4 5.6.7.8 5678 443\r\n", "tcp4 line");
 
 	buf_reset(&b);
-	sa6(&s6, "2001:DB8:0:0:1::1", 1000);
-	sa6(&d6, "::ffff:127.0.0.1", 8443);
+	test__sa6(&s6, "2001:DB8:0:0:1::1", 1000);
+	test__sa6(&d6, "::ffff:127.0.0.1", 8443);
 	ASSERT_OK(pp1_encode((struct sockaddr *)&s6, (struct sockaddr *)&d6, &b), "tcp6");
 	buf_append(&b, "", 0);
 	ASSERT_STREQ(b.data, "PROXY TCP6 2001:db8::1:0:0:1 ::ffff:127.0.0.1 1000 8443\r\n",
