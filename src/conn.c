@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -166,6 +167,7 @@ static void conn_free(struct conn *c)
 	identity_clear(&c->ident);
 	http_parser_free(&c->hp);
 	buf_free(&c->c2b);
+	buf_free(&c->c2b_later);
 	buf_free(&c->b2c);
 	free(c);
 }
@@ -250,6 +252,13 @@ static void client_recv(struct conn *c)
 
 	if (c->crx_busy || c->client_eof || buf_avail(&c->c2b) || c->state == CS_CLOSING)
 		return;
+	/*
+	 * While an Upgrade request waits for the backend's answer the client is
+	 * not read: what it sent meanwhile (one read at most) is held by the
+	 * parser, and nothing is appended to c2b under an in-flight send.
+	 */
+	if (c->hp.state == HTTP_S_UPGRADE_WAIT)
+		return;
 	sqe = conn_sqe(c, OP_RECV_CLIENT);
 	io_uring_prep_recv(sqe, c->cfd, c->crx, sizeof(c->crx), 0);
 	c->crx_busy = true;
@@ -322,6 +331,24 @@ static void backend_flush(struct conn *c)
 	c->bsend_busy = true;
 }
 
+/*
+ * Encrypt all of @p into the write BIO. SSL_MODE_ENABLE_PARTIAL_WRITE makes
+ * SSL_write() stop after one record (e.g. with a negotiated
+ * max_fragment_length); a memory BIO never blocks, so loop. Returns 0 or -EPROTO.
+ */
+static int ssl_write_all(struct conn *c, const char *p, size_t n)
+{
+	while (n) {
+		int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+
+		if (w <= 0)
+			return -EPROTO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 /* Queue close_notify and close once everything for the client has left. */
 static void conn_finish(struct conn *c, const char *reason)
 {
@@ -342,17 +369,13 @@ static void conn_finish(struct conn *c, const char *reason)
 static void conn_answer_error(struct conn *c, int status, const char *reason)
 {
 	struct buf page = {};
-	int n;
 
 	if (c->bfd >= 0) {
 		/* nothing more goes to the backend; its pending answer is dropped */
 		shutdown(c->bfd, SHUT_RDWR);
 	}
-	if (http_error_response(status, &page) == 0) {
-		n = SSL_write(c->ssl, page.data, (int)page.len);
-		if (n <= 0)
-			ERR_clear_error();
-	}
+	if (http_error_response(status, &page) == 0 && ssl_write_all(c, page.data, page.len))
+		ERR_clear_error();
 	buf_free(&page);
 	c->client_eof = true;
 	conn_finish(c, reason);
@@ -462,8 +485,14 @@ static void client_decrypt(struct conn *c)
 		int n = SSL_read(c->ssl, plain, sizeof(plain));
 
 		if (n > 0) {
-			if (client_plain(c, plain, (size_t)n))
+			int err = client_plain(c, plain, (size_t)n);
+
+			if (err == -ECANCELED)
+				return; /* answered and finishing */
+			if (err) {
+				conn_abort(c, "out of memory");
 				return;
+			}
 			continue;
 		}
 		switch (SSL_get_error(c->ssl, n)) {
@@ -537,11 +566,57 @@ static void on_client_send(struct conn *c, int res)
 	client_flush(c);
 }
 
+/* Stream mode: both sides closed and everything for the backend sent: done. */
+static void stream_maybe_done(struct conn *c)
+{
+	if (c->client_eof && c->backend_eof && c->backend_shut && !c->bsend_busy &&
+	    !buf_avail(&c->c2b))
+		conn_finish(c, "both sides closed");
+}
+
+/*
+ * After an Upgrade request: the backend's first bytes say whether it
+ * switched protocols ("HTTP/1.x 101"). They may come in pieces: keep the
+ * first 12 until they decide. Returns 0, or -ECANCELED if the conn is
+ * finishing.
+ */
+static int upgrade_check(struct conn *c, const char *p, size_t n)
+{
+	static const char v11[] = "HTTP/1.1 101", v10[] = "HTTP/1.0 101";
+	struct buf held = {};
+	size_t take = MIN(n, sizeof(c->upg_peek) - c->upg_len);
+	int status = 0, err;
+	bool sw;
+
+	memcpy(c->upg_peek + c->upg_len, p, take);
+	c->upg_len += take;
+	sw = c->upg_len >= 12 && (memcmp(c->upg_peek, v11, 12) == 0 ||
+				  memcmp(c->upg_peek, v10, 12) == 0);
+	if (c->upg_len < 12 && (memcmp(c->upg_peek, v11, c->upg_len) == 0 ||
+				memcmp(c->upg_peek, v10, c->upg_len) == 0))
+		return 0; /* not decided yet */
+	c->upg_len = 0;
+	/* never append to c2b under an in-flight send: stage, then append when idle */
+	err = http_upgrade_done(&c->hp, &c->rw, sw, &held, &status);
+	if (!err && buf_append(c->bsend_busy ? &c->c2b_later : &c->c2b, buf_head(&held),
+			       buf_avail(&held)))
+		err = -ENOMEM;
+	buf_free(&held);
+	if (err) {
+		conn_answer_error(c, status ? status : 400, "invalid request");
+		return -ECANCELED;
+	}
+	backend_flush(c);
+	return 0;
+}
+
 static void on_backend_recv(struct conn *c, int res)
 {
 	c->brx_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
+	if (c->finish_after_flush)
+		return; /* an error page or close_notify is queued: nothing may follow it */
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass,
 			 strerror(-res));
@@ -551,30 +626,23 @@ static void on_backend_recv(struct conn *c, int res)
 	touch(c);
 	if (res == 0) {
 		c->backend_eof = true;
-		if (c->srv->mode == GW_MODE_HTTP || c->client_eof) {
+		if (c->srv->mode == GW_MODE_HTTP) {
 			conn_finish(c, "backend closed");
-		} else {
-			/* stream half-close: tell the client, keep reading from it */
-			SSL_shutdown(c->ssl);
-			ERR_clear_error();
-			c->close_notify_sent = true;
-			client_flush(c);
+			return;
 		}
+		/* stream half-close: tell the client, keep relaying what it still sends */
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+		c->close_notify_sent = true;
+		client_flush(c);
+		if (c->state != CS_CLOSING)
+			stream_maybe_done(c);
 		return;
 	}
 	c->bytes_down += (uint64_t)res;
-	if (c->hp.state == HTTP_S_UPGRADE_WAIT) {
-		int status = 0;
-		bool sw = res >= 12 && (memcmp(c->brx, "HTTP/1.1 101", 12) == 0 ||
-					memcmp(c->brx, "HTTP/1.0 101", 12) == 0);
-
-		if (http_upgrade_done(&c->hp, &c->rw, sw, &c->c2b, &status)) {
-			conn_answer_error(c, status ? status : 400, "invalid request");
-			return;
-		}
-		backend_flush(c);
-	}
-	if (SSL_write(c->ssl, c->brx, res) != res) {
+	if (c->hp.state == HTTP_S_UPGRADE_WAIT && upgrade_check(c, c->brx, (size_t)res))
+		return;
+	if (ssl_write_all(c, c->brx, (size_t)res)) {
 		gw_log_ssl_errors(GW_LOG_ERR, "SSL_write");
 		conn_abort(c, "TLS write error");
 		return;
@@ -595,6 +663,12 @@ static void on_backend_send(struct conn *c, int res)
 	}
 	touch(c);
 	buf_consume(&c->c2b, (size_t)res);
+	if (!buf_avail(&c->c2b) && buf_avail(&c->c2b_later)) {
+		struct buf t = c->c2b;
+
+		c->c2b = c->c2b_later;
+		c->c2b_later = t;
+	}
 	backend_flush(c);
 }
 
@@ -605,7 +679,7 @@ static void on_backend_shut(struct conn *c, int res)
 		return;
 	/* nothing more will come from the client: keep relaying the answer */
 	if (c->backend_eof)
-		conn_finish(c, "both sides closed");
+		stream_maybe_done(c);
 }
 
 /* ---------------------------------------------------- handshake and connect */

@@ -89,6 +89,9 @@ struct conn {
 	bool crx_busy;
 	bool client_eof; /* close_notify or FIN from the client */
 	struct buf c2b;	 /* plaintext waiting to be sent to the backend */
+	struct buf c2b_later; /* produced while a send of c2b was in flight */
+	char upg_peek[12];    /* first bytes of the answer to an Upgrade request */
+	size_t upg_len;
 	bool bsend_busy;
 	bool backend_shut; /* SHUT_WR sent to the backend */
 	struct http_parser hp;
