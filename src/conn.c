@@ -35,6 +35,9 @@
 static void conn_step(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 
+_Static_assert(sizeof(struct conn) % 16 == 0 && _Alignof(struct conn) >= 16,
+	       "conn pointers carry the op kind in their low bits");
+
 static inline uint64_t tag(void *p, enum op_kind k)
 {
 	return (uint64_t)(uintptr_t)p | (uint64_t)k;
@@ -169,6 +172,8 @@ static void conn_free(struct conn *c)
 	buf_free(&c->c2b);
 	buf_free(&c->c2b_later);
 	buf_free(&c->b2c);
+	if (c->gen && --c->gen->refs == 0)
+		c->gen->release(c->gen);
 	free(c);
 }
 
@@ -176,6 +181,17 @@ static void conn_maybe_free(struct conn *c)
 {
 	if (c->state == CS_CLOSING && c->inflight == 0)
 		conn_free(c);
+}
+
+void conn_abort_all(struct worker *w, const char *reason)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		conn_abort(c, reason);
+		conn_maybe_free(c);
+	}
 }
 
 void conn_free_all(struct worker *w)
@@ -214,6 +230,9 @@ void conn_accepted(struct listener *lst, int fd)
 	c->srv = tls_srv_server(lst->group[0]);
 	c->group = lst->group; /* a reload replaces lst->group; the old one lives on */
 	c->ngroup = lst->ngroup;
+	c->gen = lst->gen;
+	if (c->gen)
+		c->gen->refs++;
 	c->start_ms = gw_now_ms();
 	c->next = w->conns;
 	if (w->conns)
@@ -898,12 +917,31 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 	conn_maybe_free(c);
 }
 
+/*
+ * An http connection between requests: no partial request, nothing queued
+ * either way, and quiet for a second (ktlsgw does not parse responses, so a
+ * second without a byte stands for "the response is complete").
+ */
+static bool conn_idle_between_requests(const struct conn *c, uint64_t now)
+{
+	return c->srv->mode == GW_MODE_HTTP && c->hp.state == HTTP_S_HEAD &&
+	       !buf_avail(&c->hp.head) && !buf_avail(&c->c2b) && !buf_avail(&c->b2c) &&
+	       !c->bsend_busy && !c->csend_busy && !c->finish_after_flush &&
+	       now + (uint64_t)idle_ms(c) >= c->deadline_ms + 1000;
+}
+
 void conn_sweep(struct worker *w, uint64_t now)
 {
 	struct conn *c, *next;
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
+		if (w->draining && c->state == CS_RELAY && conn_idle_between_requests(c, now)) {
+			/* as nginx on shutdown: an idle keep-alive connection is closed */
+			conn_finish(c, "draining");
+			conn_maybe_free(c);
+			continue;
+		}
 		if (c->state == CS_CLOSING || now < c->deadline_ms)
 			continue;
 		switch (c->state) {

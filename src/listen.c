@@ -20,12 +20,14 @@ static bool same_addr(const struct gw_listen *a, const struct gw_listen *b)
 
 static int open_socket(const struct gw_listen *l, char **err)
 {
-	int fd, one = 1;
+	const char *what = "socket()";
+	int fd, one = 1, e;
 
 	fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	what = "setsockopt(SO_REUSEPORT)";
 	if (l->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
 		goto fail;
 	if (l->addr.ss_family == AF_INET6) {
@@ -33,18 +35,22 @@ static int open_socket(const struct gw_listen *l, char **err)
 
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
 	}
+	what = "bind()";
 	if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen))
 		goto fail;
+	what = "listen()";
 	if (listen(fd, l->backlog > 0 ? l->backlog : 511))
 		goto fail;
 	return fd;
 fail:
-	if (asprintf(err, "%s:%d: bind() to %s failed (%d: %s)", l->file ? l->file : "?", l->line,
-		     l->text, errno, strerror(errno)) < 0)
+	e = errno;
+	/* nginx's wording: bind() to 127.0.0.1:443 failed (98: Address already in use) */
+	if (asprintf(err, "%s:%d: %s to %s failed (%d: %s)", l->file ? l->file : "?", l->line,
+		     what, l->text, e, strerror(e)) < 0)
 		*err = NULL;
 	if (fd >= 0)
 		close(fd);
-	return -EADDRINUSE;
+	return -e;
 }
 
 int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listener **out,

@@ -36,6 +36,9 @@ struct io_uring_sqe *worker_sqe(struct worker *w)
 	return sqe;
 }
 
+_Static_assert(sizeof(struct listener) % 16 == 0 && _Alignof(struct listener) >= 16,
+	       "listener pointers (array elements) carry the op kind in their low bits");
+
 static void arm_accept(struct listener *l)
 {
 	struct io_uring_sqe *sqe;
@@ -78,9 +81,20 @@ static void start_drain(struct worker *w)
 	w->draining = true;
 	w->drain_deadline_ms = gw_now_ms() + GW_DRAIN_MS;
 	for (size_t i = 0; i < w->nlisteners; i++) {
-		struct io_uring_sqe *sqe = worker_sqe(w);
+		struct listener *l = &w->listeners[i];
+		struct io_uring_sqe *sqe;
 
-		io_uring_prep_cancel_fd(sqe, w->listeners[i].fd, IORING_ASYNC_CANCEL_ALL);
+		if (l->fd < 0)
+			continue;
+		if (!l->armed) {
+			/* paused (EMFILE): nothing in flight, stop listening now */
+			close(l->fd);
+			l->fd = -1;
+			continue;
+		}
+		/* the listener is closed when the cancelled accept completes */
+		sqe = worker_sqe(w);
+		io_uring_prep_cancel_fd(sqe, l->fd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
 	}
 	pr_notice("draining %lu connection(s), no new connections accepted", w->nconns);
@@ -122,26 +136,27 @@ static void on_accept(struct listener *l, int res, unsigned int flags)
 	if (!(flags & IORING_CQE_F_MORE))
 		l->armed = false;
 	if (res >= 0) {
-		if (l->w->draining) {
+		if (l->w->draining)
 			close(res);
-			return;
-		}
-		conn_accepted(l, res);
+		else
+			conn_accepted(l, res);
 	} else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
 		/* as nginx: stop accepting for a while instead of spinning on the error */
 		pr_alert("accept() on %s failed (%d: %s), pausing accepts", l->listen->text, -res,
 			 strerror(-res));
 		l->paused = true;
-		return;
 	} else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
 		pr_err("accept() on %s failed (%d: %s)", l->listen->text, -res, strerror(-res));
 	}
-	if (!l->armed && l->w->draining && l->fd >= 0) {
-		/* accept cancelled: stop listening so new clients go elsewhere */
-		close(l->fd);
-		l->fd = -1;
+	if (l->w->draining) {
+		if (!l->armed && l->fd >= 0) {
+			/* accept over: stop listening so new clients go elsewhere */
+			close(l->fd);
+			l->fd = -1;
+		}
+		return;
 	}
-	if (!l->armed)
+	if (!l->armed && !l->paused)
 		arm_accept(l);
 }
 
@@ -172,19 +187,75 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 	return 0;
 }
 
+/* Handle every completion that is ready. */
+static void dispatch(struct worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n = 0;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		enum op_kind kind = (enum op_kind)(ud & OP_MASK);
+		void *p = (void *)(uintptr_t)(ud & ~OP_MASK);
+
+		n++;
+		switch (kind) {
+		case OP_IGNORE:
+			break;
+		case OP_ACCEPT:
+			on_accept(p, cqe->res, cqe->flags);
+			break;
+		case OP_TICK:
+			conn_sweep(w, gw_now_ms());
+			for (size_t i = 0; i < w->nlisteners; i++) {
+				if (w->listeners[i].paused && !w->draining) {
+					w->listeners[i].paused = false;
+					arm_accept(&w->listeners[i]);
+				}
+			}
+			if (w->draining && gw_now_ms() > w->drain_deadline_ms) {
+				pr_warn("drain timeout: closing %lu connection(s)", w->nconns);
+				w->stop = true;
+			}
+			arm_tick(w);
+			break;
+		case OP_SIGNAL:
+			on_signal(w, cqe->res);
+			break;
+		default:
+			conn_complete(p, kind, cqe->res, cqe->flags);
+			break;
+		}
+	}
+	io_uring_cq_advance(&w->ring, n);
+}
+
+/*
+ * Close every connection, and wait (2 s at most) for their cancelled ops to
+ * complete: the kernel must not write into a receive buffer after it is freed.
+ */
 void worker_fini(struct worker *w)
 {
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+	uint64_t until = gw_now_ms() + 2000;
+
+	w->draining = true;
+	conn_abort_all(w, "shutting down");
+	while (w->nconns && gw_now_ms() < until) {
+		struct io_uring_cqe *cqe;
+
+		io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		dispatch(w);
+	}
+	io_uring_queue_exit(&w->ring); /* cancels and waits for anything left */
 	conn_free_all(w);
-	io_uring_queue_exit(&w->ring);
 	if (w->sigfd >= 0)
 		close(w->sigfd);
 }
 
 int worker_run(struct worker *w, int (*reload)(struct worker *w))
 {
-	struct io_uring_cqe *cqe;
-	unsigned int head, n;
-
 	for (size_t i = 0; i < w->nlisteners; i++) {
 		w->listeners[i].w = w;
 		arm_accept(&w->listeners[i]);
@@ -198,44 +269,7 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 			pr_emerg("io_uring_submit_and_wait: %s", strerror(-err));
 			return err;
 		}
-		n = 0;
-		io_uring_for_each_cqe(&w->ring, head, cqe)
-		{
-			uint64_t ud = io_uring_cqe_get_data64(cqe);
-			enum op_kind kind = (enum op_kind)(ud & OP_MASK);
-			void *p = (void *)(uintptr_t)(ud & ~OP_MASK);
-
-			n++;
-			switch (kind) {
-			case OP_IGNORE:
-				break;
-			case OP_ACCEPT:
-				on_accept(p, cqe->res, cqe->flags);
-				break;
-			case OP_TICK:
-				conn_sweep(w, gw_now_ms());
-				for (size_t i = 0; i < w->nlisteners; i++) {
-					if (w->listeners[i].paused) {
-						w->listeners[i].paused = false;
-						arm_accept(&w->listeners[i]);
-					}
-				}
-				if (w->draining && gw_now_ms() > w->drain_deadline_ms) {
-					pr_warn("drain timeout: closing %lu connection(s)",
-						w->nconns);
-					w->stop = true;
-				}
-				arm_tick(w);
-				break;
-			case OP_SIGNAL:
-				on_signal(w, cqe->res);
-				break;
-			default:
-				conn_complete(p, kind, cqe->res, cqe->flags);
-				break;
-			}
-		}
-		io_uring_cq_advance(&w->ring, n);
+		dispatch(w);
 		if (w->reload) {
 			w->reload = false;
 			if (reload)

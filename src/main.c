@@ -20,16 +20,51 @@
 
 #define DEFAULT_CONF "/etc/ktlsgw/ktlsgw.conf"
 
-/* Configurations still referenced by connections opened before a reload. */
+/*
+ * A configuration generation: the config and the TLS contexts that the
+ * connections accepted under it keep using. The current one holds a
+ * reference; each connection holds one (struct gw_gen, conn.c). The current
+ * generation's groups live in the worker's listeners; an older one keeps
+ * them in @ls (unbound) until its last connection is gone.
+ */
 struct generation {
+	struct gw_gen base;
 	struct gw_config *cfg;
 	struct listener *ls;
 	size_t nls;
-	struct generation *prev;
 };
 
 static struct generation *current;
 static const char *conf_path = DEFAULT_CONF;
+static char *pid_written; /* the pid file this process wrote (a reload cannot move it) */
+
+static void generation_release(struct gw_gen *base)
+{
+	struct generation *g = container_of(base, struct generation, base);
+
+	if (g->ls)
+		listeners_close(g->ls, g->nls);
+	config_free(g->cfg);
+	free(g);
+}
+
+static struct generation *generation_new(struct gw_config *cfg)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->base.refs = 1; /* current */
+	g->base.release = generation_release;
+	g->cfg = cfg;
+	return g;
+}
+
+static void generation_put(struct generation *g)
+{
+	if (--g->base.refs == 0)
+		g->base.release(&g->base);
+}
 
 static void usage(FILE *f)
 {
@@ -185,11 +220,12 @@ static void close_access_logs(struct worker *w)
  */
 static int reload(struct worker *w)
 {
-	struct generation *g;
+	struct generation *g, *old = current;
 	char *err = NULL;
 	struct gw_config *cfg = load_checked(conf_path, &err);
 	struct listener *ls;
-	size_t nls;
+	size_t nls, *match = NULL;
+	bool same;
 
 	if (!cfg || listeners_open(cfg, false, &ls, &nls, &err)) {
 		each_line(err, log_line); /* after start-up: into the error log */
@@ -198,48 +234,67 @@ static int reload(struct worker *w)
 		config_free(cfg);
 		return -EINVAL;
 	}
-	bool same = nls == w->nlisteners;
-	for (size_t i = 0; same && i < nls; i++)
-		same = ls[i].listen->addrlen == w->listeners[i].listen->addrlen &&
-		       memcmp(&ls[i].listen->addr, &w->listeners[i].listen->addr,
-			      ls[i].listen->addrlen) == 0;
+	/* the same set of addresses, in any order: match each new listener to a bound socket */
+	same = nls == w->nlisteners && (match = calloc(nls ? nls : 1, sizeof(*match)));
+	for (size_t i = 0; same && i < nls; i++) {
+		same = false;
+		for (size_t j = 0; j < w->nlisteners; j++) {
+			const struct gw_listen *a = ls[i].listen, *b = w->listeners[j].listen;
+
+			if (a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0) {
+				if (a->reuseport != b->reuseport || a->backlog != b->backlog ||
+				    a->ipv6only != b->ipv6only)
+					pr_warn("reload: %s: reuseport, backlog and ipv6only changes "
+						"take effect on restart",
+						a->text);
+				match[i] = j;
+				same = true;
+			}
+		}
+	}
 	if (!same) {
 		pr_err("reload of %s: listen addresses changed, a restart is needed; keeping "
 		       "the running configuration",
 		       conf_path);
+		free(match);
 		listeners_close(ls, nls);
 		config_free(cfg);
 		return -EINVAL;
 	}
-	g = calloc(1, sizeof(*g));
+	g = generation_new(cfg);
 	if (!g) {
+		free(match);
 		listeners_close(ls, nls);
 		config_free(cfg);
 		return -ENOMEM;
 	}
-	/* the new groups take over the bound sockets; the old generation stays for its conns */
+	/* the new groups take over the bound sockets; the old ones stay for their conns */
 	for (size_t i = 0; i < nls; i++) {
-		struct tls_srv **og = w->listeners[i].group;
-		size_t on = w->listeners[i].ngroup;
-		const struct gw_listen *ol = w->listeners[i].listen;
+		struct listener *live = &w->listeners[match[i]];
+		struct tls_srv **og = live->group;
+		size_t on = live->ngroup;
+		const struct gw_listen *ol = live->listen;
 
-		w->listeners[i].group = ls[i].group;
-		w->listeners[i].ngroup = ls[i].ngroup;
-		w->listeners[i].listen = ls[i].listen;
+		live->group = ls[i].group;
+		live->ngroup = ls[i].ngroup;
+		live->listen = ls[i].listen;
+		live->gen = &g->base;
 		ls[i].group = og;
 		ls[i].ngroup = on;
 		ls[i].listen = ol;
 	}
-	g->cfg = current->cfg;
-	g->ls = ls; /* fds are -1: not bound */
-	g->nls = nls;
-	g->prev = current->prev;
-	current->prev = g;
-	current->cfg = cfg;
+	free(match);
+	old->ls = ls; /* fds are -1: not bound */
+	old->nls = nls;
+	current = g;
 	w->cfg = cfg;
+	if ((cfg->pid && (!pid_written || strcmp(cfg->pid, pid_written) != 0)) ||
+	    (!cfg->pid && pid_written))
+		pr_warn("reload: a changed \"pid\" takes effect on restart");
 	apply_logging(cfg);
 	close_access_logs(w);
 	open_access_logs(w, cfg);
+	generation_put(old); /* freed now if no connection uses it */
 	pr_notice("reconfigured from %s", conf_path);
 	return 0;
 }
@@ -248,7 +303,10 @@ int main(int argc, char **argv)
 {
 	bool test = false;
 	struct worker w = {};
-	struct generation gen = {};
+	struct gw_config *cfg;
+	struct listener *ls;
+	size_t nls;
+	sigset_t sigs;
 	char *err = NULL;
 	int opt, ret;
 
@@ -281,72 +339,82 @@ int main(int argc, char **argv)
 	if (test)
 		return test_config(conf_path);
 
-	gen.cfg = load_checked(conf_path, &err);
-	if (!gen.cfg) {
+	/* held from the start, read by the worker's signalfd: none is lost during start-up */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGQUIT);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+
+	cfg = load_checked(conf_path, &err);
+	if (!cfg) {
 		print_errors(err);
 		free(err);
 		return 1;
 	}
-	current = &gen;
-	if (listeners_open(gen.cfg, true, &gen.ls, &gen.nls, &err)) {
+	if (listeners_open(cfg, true, &ls, &nls, &err)) {
 		print_errors(err);
 		free(err);
-		config_free(gen.cfg);
+		config_free(cfg);
 		return 1;
 	}
-	if (gen.cfg->worker_processes != 1)
+	current = generation_new(cfg);
+	if (!current) {
+		listeners_close(ls, nls);
+		config_free(cfg);
+		return 1;
+	}
+	for (size_t i = 0; i < nls; i++)
+		ls[i].gen = &current->base;
+	if (cfg->worker_processes != 1)
 		pr_notice("worker_processes %d: this build runs one worker process, using 1",
-			  gen.cfg->worker_processes);
-	if (gen.cfg->daemon && daemon(1, 0)) {
+			  cfg->worker_processes);
+	if (cfg->daemon && daemon(1, 0)) {
 		fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
 		return 1;
 	}
-	if (gen.cfg->pid) {
-		FILE *f = fopen(gen.cfg->pid, "w");
+	if (cfg->pid) {
+		FILE *f = fopen(cfg->pid, "w");
 
 		if (!f) {
-			fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n",
-				gen.cfg->pid, errno, strerror(errno));
+			fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n", cfg->pid,
+				errno, strerror(errno));
 			return 1;
 		}
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
+		pid_written = strdup(cfg->pid);
 	}
-	apply_logging(gen.cfg);
-	ret = worker_init(&w, gen.cfg);
+	apply_logging(cfg);
+	ret = worker_init(&w, cfg);
 	if (ret)
 		return 1;
-	w.listeners = gen.ls;
-	w.nlisteners = gen.nls;
-	open_access_logs(&w, gen.cfg);
+	w.listeners = ls;
+	w.nlisteners = nls;
+	open_access_logs(&w, cfg);
 	{
 		struct gw_features f;
 
 		probe_features(&f);
-		for (size_t i = 0; i < gen.nls; i++)
-			pr_notice("listening on %s (%s)", gen.ls[i].listen->text,
-				  tls_srv_server(gen.ls[i].group[0])->mode == GW_MODE_HTTP
-					  ? "http"
-					  : "stream");
+		for (size_t i = 0; i < nls; i++)
+			pr_notice("listening on %s (%s)", ls[i].listen->text,
+				  tls_srv_server(ls[i].group[0])->mode == GW_MODE_HTTP ? "http"
+										       : "stream");
 		pr_notice("ktlsgw %s started: %s; kTLS %s, tier U (OpenSSL over io_uring) for all "
 			  "connections",
 			  GW_VERSION, OpenSSL_version(OPENSSL_VERSION),
-			  f.ktls ? "available (tier K not in this build)" : "not available in this kernel");
+			  f.ktls ? "available (tier K not in this build)"
+				 : "not available in this kernel");
 	}
 	ret = worker_run(&w, reload);
-	worker_fini(&w);
+	worker_fini(&w); /* every connection closed: older generations are released */
 	close_access_logs(&w);
 	listeners_close(w.listeners, w.nlisteners);
-	while (gen.prev) {
-		struct generation *g = gen.prev;
-
-		gen.prev = g->prev;
-		listeners_close(g->ls, g->nls);
-		config_free(g->cfg);
-		free(g);
-	}
-	if (gen.cfg->pid)
-		unlink(gen.cfg->pid);
-	config_free(gen.cfg);
+	current->ls = NULL; /* its groups were the worker's listeners' */
+	generation_put(current);
+	if (pid_written)
+		unlink(pid_written);
+	free(pid_written);
 	return ret ? 1 : 0;
 }

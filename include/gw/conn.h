@@ -32,16 +32,34 @@ enum op_kind {
 	OP_SIGNAL = 10,
 };
 #define OP_MASK 0xfULL
+_Static_assert(OP_SIGNAL <= OP_MASK, "op kinds fit in the low bits");
 
 struct worker;
 
+/*
+ * A configuration generation (main.c): connections keep the one they were
+ * accepted under alive; release() runs when the last reference goes.
+ */
+struct gw_gen {
+	int refs;
+	void (*release)(struct gw_gen *g);
+};
+
+/*
+ * io_uring user_data carries an object pointer with the op kind in its low 4
+ * bits: every object named that way must be 16-byte aligned, also inside
+ * arrays (listeners are one array).
+ */
+#define GW_OP_ALIGNED __attribute__((aligned(16)))
+
 /* One listening socket and the server{} blocks that share it (SNI group). */
-struct listener {
+struct GW_OP_ALIGNED listener {
 	struct worker *w;
 	int fd;
 	const struct gw_listen *listen; /* of the default server */
 	struct tls_srv **group;		/* [0] = default server */
 	size_t ngroup;
+	struct gw_gen *gen;		/* the generation of group */
 	bool armed;  /* a multishot accept is in flight */
 	bool paused; /* out of fds/memory: re-armed at the next tick */
 };
@@ -62,7 +80,7 @@ enum conn_state {
 
 #define GW_IO_BUF 16384
 
-struct conn {
+struct GW_OP_ALIGNED conn {
 	struct conn *prev, *next; /* worker's list */
 	struct worker *w;
 	struct listener *lst;
@@ -71,6 +89,7 @@ struct conn {
 	int cfd, bfd;
 	SSL *ssl;
 	const struct gw_server *srv; /* after SNI */
+	struct gw_gen *gen;	     /* configuration generation, referenced */
 	struct tls_srv **group;	     /* the listener's SNI group when accepted */
 	size_t ngroup;
 	bool sni_matched; /* the SNI named a server{} of a multi-server group */
@@ -140,7 +159,9 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 void conn_abort(struct conn *c, const char *reason);
 /* The 1 s tick: expire deadlines. */
 void conn_sweep(struct worker *w, uint64_t now);
-/* Log line for the access log of @c's server (at close). */
+/* Abort every connection (shutdown); they are freed as their ops complete. */
+void conn_abort_all(struct worker *w, const char *reason);
+/* Free what is left after the ring is gone. */
 void conn_free_all(struct worker *w);
 
 #endif /* GW_CONN_H */
