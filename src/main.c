@@ -42,6 +42,8 @@ static void generation_release(struct gw_gen *base)
 {
 	struct generation *g = container_of(base, struct generation, base);
 
+	if (g != current)
+		pr_notice("previous configuration released: no connection uses it any more");
 	if (g->ls)
 		listeners_close(g->ls, g->nls);
 	config_free(g->cfg);

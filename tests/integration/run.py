@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import test_oracle  # noqa: E402,F401
 import test_gateway  # noqa: E402,F401
+import test_regress  # noqa: E402,F401
 
 
 def _on_signal(signum, frame):

@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: MIT
+"""Regression tests for defects found in review of the relay (conn.c, loop.c,
+main.c): each one failed before its fix."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from lib import (EchoBackend, ProxyReceiver, TlsConn, _ThreadedServer, _TlsReader, cert,
+                 check, check_eq, http_get, read_response, test, SLOW)
+from test_gateway import gw_http, gw_stream, port_of
+
+import hashlib
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test("regress/max-fragment-length", timeout=60)
+def t_maxfrag():
+    """A client that negotiates max_fragment_length makes SSL_write() stop after
+    one record: a 100000-byte response must still arrive whole (it was lost:
+    "TLS write error")."""
+    n = 100000
+    with EchoBackend() as be, gw_http(be) as gw:
+        for ver in ("-tls1_2", "-tls1_3"):
+            p = subprocess.Popen(
+                ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port_of(gw), ver,
+                 "-maxfraglen", "512", "-quiet", "-cert", cert("client-good.crt"),
+                 "-key", cert("client-good.key"), "-CAfile", cert("ca-root.pem")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            p.stdin.write(http_get("/big/%d" % n, close=True))
+            p.stdin.flush()
+            try:
+                out, _ = p.communicate(timeout=20 * SLOW)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+            head, _, body = out.partition(b"\r\n\r\n")
+            check(head.startswith(b"HTTP/1.1 200"), "%s: status line %r" % (ver, head[:40]))
+            check_eq(len(body), n, "%s: body bytes with max_fragment_length 512" % ver)
+            want = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+                    if ln.lower().startswith(b"x-sha256:")]
+            check(want, "%s: no X-Sha256 header" % ver)
+            check_eq(hashlib.sha256(body).hexdigest(), want[0], "%s: body sha256" % ver)
+        check("TLS write error" not in gw.logtext(), "log: TLS write error")
+
+
+class SlowUpgradeBackend(_ThreadedServer):
+    """Answers an Upgrade request with "HTTP/1.1 1", a pause, then the rest of a
+    101, and echoes raw bytes afterwards (the 101 split across reads). With
+    path /never it never answers (the client must not be read meanwhile)."""
+
+    def serve(self, c, addr):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        if b" /never " in head.split(b"\r\n")[0]:
+            time.sleep(30)
+            return
+        c.sendall(b"HTTP/1.1 1")
+        time.sleep(0.3)
+        c.sendall(b"01 Switching Protocols\r\nUpgrade: x-test\r\nConnection: upgrade\r\n\r\n")
+        if rest:
+            c.sendall(rest)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            c.sendall(d)
+
+
+UPGRADE = (b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\n"
+           b"Upgrade: x-test\r\n\r\n")
+
+
+@test("regress/upgrade-101-split", timeout=60)
+def t_upgrade_split():
+    """The backend's "HTTP/1.1 101" arrives in two reads: the connection must
+    still switch to an opaque relay (raw bytes that are not HTTP pass)."""
+    with SlowUpgradeBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            c.send(UPGRADE % b"/ws")
+            rd = _TlsReader(c)
+            head = rd.until(b"\r\n\r\n")
+            check(head is not None and head.startswith(b"HTTP/1.1 101"), "101: %r" % head)
+            raw = b"\x81\x05hello not http at all\r\n\r\n"
+            c.send(raw)
+            got = rd.exact(len(raw))
+            check_eq(got, raw, "opaque bytes after a split 101")
+
+
+@test("regress/upgrade-wait-bounded", timeout=60)
+def t_upgrade_bounded():
+    """While an Upgrade request waits for the backend's answer the gateway does
+    not read the client: pushing 32 MiB grows its memory by little (it grew
+    by the whole amount)."""
+    with SlowUpgradeBackend() as be, gw_http(be) as gw:
+        pid = gw.proc.pid
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            c.send(UPGRADE % b"/never")
+            time.sleep(0.3)
+            before = rss_kb(pid)
+            c.sock.settimeout(0.5)
+            chunk = os.urandom(65536)
+            sent = 0
+            t0 = time.monotonic()
+            try:
+                while sent < (32 << 20) and time.monotonic() - t0 < 5 * SLOW:
+                    c.obj.write(chunk)
+                    d = c.out.read()
+                    c.sock.sendall(d)
+                    sent += len(chunk)
+            except (socket.timeout, OSError):
+                pass
+            time.sleep(0.3)
+            grew = rss_kb(pid) - before
+            check(sent < (24 << 20), "the gateway kept reading: %d bytes accepted" % sent)
+            check(grew < 8 * 1024, "gateway RSS grew by %d KiB while the upgrade waited" % grew)
+            check(gw.alive(), "gateway alive")
+
+
+@test("regress/sigterm-idle-keepalive", timeout=60)
+def t_sigterm_idle():
+    """SIGTERM with an idle keep-alive connection: it is closed with
+    close_notify and the gateway exits within a few seconds (it waited the
+    whole 30 s drain)."""
+    with EchoBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            c.send(http_get("/idle/1"))
+            r = read_response(c, rd)
+            check(r is not None and r.status == 200, "request before SIGTERM")
+            gw.expect_exit = True
+            t0 = time.monotonic()
+            gw.proc.send_signal(signal.SIGTERM)
+            rest = c.recv_all()
+            check_eq(rest, b"", "nothing after the response")
+            check(not c.unclean, "closed without close_notify")
+            while gw.alive() and time.monotonic() - t0 < 10 * SLOW:
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            check(not gw.alive(), "still running %.1fs after SIGTERM" % took)
+            check(took < 5 * SLOW, "exit took %.1fs" % took)
+            check_eq(gw.stop(), 0, "exit status")
+
+
+@test("regress/hup-releases-old-config", timeout=60)
+def t_hup_release():
+    """A reload's previous configuration is freed when its last connection
+    closes, not kept until exit (it leaked one configuration per SIGHUP)."""
+    marker = "previous configuration released"
+    with EchoBackend() as be, gw_http(be) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            c.send(http_get("/rel/1"))
+            check(read_response(c, rd).status == 200, "first request")
+            gw.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5 * SLOW)
+            check("reconfigured" in gw.logtext(), "reload logged")
+            check(marker not in gw.logtext(), "released while a connection uses it")
+            c.send(http_get("/rel/2"))
+            check(read_response(c, rd).status == 200, "request on the old configuration")
+            c.shutdown_write()
+            c.recv_all()
+        t0 = time.monotonic()
+        while marker not in gw.logtext() and time.monotonic() - t0 < 5 * SLOW:
+            time.sleep(0.05)
+        check(marker in gw.logtext(), "not released after its last connection closed")
+        for _ in range(20):
+            gw.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        time.sleep(0.5 * SLOW)
+        check(gw.logtext().count("reconfigured") >= 2, "reloads")
+        check_eq(gw.logtext().count(marker), gw.logtext().count("reconfigured"),
+                 "one release per reload without connections")
