@@ -80,11 +80,50 @@ def free_port(family=socket.AF_INET):
     return port
 
 
+def _listening_inodes(port):
+    """Inodes of the sockets listening on TCP @port (IPv4 and IPv6)."""
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        out.add(fields[9])
+        except OSError:
+            pass
+    return out
+
+
+def port_owned_by(pid, port):
+    """True if process @pid holds a socket listening on @port. A port picked by
+    free_port() can be taken by someone else before our server binds it: then
+    our server fails to start while the port answers (another process's)."""
+    inodes = _listening_inodes(port)
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    except OSError:
+        pass
+    return False
+
+
 def wait_port(port, proc=None, timeout=10.0, host="127.0.0.1"):
     deadline = time.monotonic() + timeout * SLOW
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
+        if proc is not None:
+            if port_owned_by(proc.pid, port):
+                return True
+            time.sleep(0.02)
+            continue
         try:
             s = socket.create_connection((host, port), timeout=0.5)
             s.close()
