@@ -90,6 +90,11 @@ static void log_line(int len, const char *p)
 	pr_err("%.*s", len, p);
 }
 
+static void warn_line(int len, const char *p)
+{
+	fprintf(stderr, "ktlsgw: [warn] %.*s\n", len, p);
+}
+
 /* Hand each line of a "FILE:LINE: ...\n..." error text to @out. */
 static void each_line(const char *err, void (*out)(int len, const char *p))
 {
@@ -135,14 +140,53 @@ static int print_version(void)
 	return 0;
 }
 
-/* Load and fully check a configuration, as -t does. */
-static struct gw_config *load_checked(const char *path, char **err)
+/*
+ * Directives of the contract that this build parses but cannot serve yet:
+ * running without them would silently do something else (terminate a
+ * passthrough name, use userspace TLS where kTLS is required), so they stop
+ * the start with a clear error. -t, which checks the configuration itself,
+ * passes and warns. metrics_listen only warns.
+ */
+static int check_unserved(const struct gw_config *cfg, bool fatal, char **err)
+{
+	struct buf b = {};
+
+	if (cfg->metrics_listen)
+		pr_warn("metrics_listen %s: /metrics, /healthz and /readyz are not served by this "
+			"build yet",
+			cfg->metrics_listen);
+	for (size_t i = 0; i < cfg->nservers; i++) {
+		const struct gw_server *s = &cfg->servers[i];
+
+		if (s->npassthroughs)
+			buf_printf(&b, "%s%s:%d: \"ssl_passthrough\" routes are not available in this "
+				   "build (eBPF sockmap passthrough is the next step)",
+				   b.len ? "\n" : "", s->file, s->line);
+		if (s->ktls == GW_KTLS_ON)
+			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this build "
+				   "has the userspace tier only (use auto or off)",
+				   b.len ? "\n" : "", s->file, s->line);
+	}
+	if (!b.len)
+		return 0;
+	if (!fatal) {
+		each_line(b.data, warn_line);
+		buf_free(&b);
+		return 0;
+	}
+	*err = buf_strdup(&b);
+	buf_free(&b);
+	return -EINVAL;
+}
+
+/* Load and fully check a configuration (@to_run: it is about to be served). */
+static struct gw_config *load_checked(const char *path, bool to_run, char **err)
 {
 	struct gw_config *cfg = config_load(path, err);
 
 	if (!cfg)
 		return NULL;
-	if (config_validate(cfg, err)) {
+	if (config_validate(cfg, err) || check_unserved(cfg, to_run, err)) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -154,7 +198,7 @@ static int test_config(const char *path)
 	struct listener *ls;
 	size_t nls;
 	char *err = NULL;
-	struct gw_config *cfg = load_checked(path, &err);
+	struct gw_config *cfg = load_checked(path, false, &err);
 
 	if (cfg && listeners_open(cfg, false, &ls, &nls, &err) == 0) {
 		listeners_close(ls, nls);
@@ -224,7 +268,7 @@ static int reload(struct worker *w)
 {
 	struct generation *g, *old = current;
 	char *err = NULL;
-	struct gw_config *cfg = load_checked(conf_path, &err);
+	struct gw_config *cfg = load_checked(conf_path, true, &err);
 	struct listener *ls;
 	size_t nls, *match = NULL;
 	bool same;
@@ -349,7 +393,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 
-	cfg = load_checked(conf_path, &err);
+	cfg = load_checked(conf_path, true, &err);
 	if (!cfg) {
 		print_errors(err);
 		free(err);

@@ -190,3 +190,52 @@ def t_hup_release():
         check(gw.logtext().count("reconfigured") >= 2, "reloads")
         check_eq(gw.logtext().count(marker), gw.logtext().count("reconfigured"),
                  "one release per reload without connections")
+
+
+def _configs_dir():
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+@test("cli/full-nginx-conf", timeout=60)
+def t_full_conf():
+    """tests/configs/full-nginx.conf uses every supported directive: -t passes
+    (warning about what this build does not serve yet); starting it refuses
+    with FILE:LINE rather than silently terminating a passthrough name or
+    running without the kTLS it demands."""
+    from lib import GW_BIN, TMPROOT, need_gw, run_check, subst
+    need_gw()
+    d = os.path.join(TMPROOT, "fullconf")
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(_configs_dir()):
+        with open(os.path.join(_configs_dir(), name)) as f:
+            text = f.read()
+        with open(os.path.join(d, name), "w") as f:
+            f.write(subst(text, {}))
+    conf = os.path.join(d, "full-nginx.conf")
+    rc, out = run_check(conf)
+    check(rc == 0 and "test is successful" in out, "-t: exit %d: %r" % (rc, out[-600:]))
+    check('"ssl_passthrough" routes are not available' in out, "-t warns: %r" % out[-600:])
+    p = subprocess.run([GW_BIN, "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=20 * SLOW)
+    out = p.stdout.decode(errors="replace")
+    check_eq(p.returncode, 1, "start exit code (%r)" % out[-400:])
+    check(("%s:" % conf) in out and "ssl_passthrough" in out, "start error: %r" % out[-400:])
+    for seed in ("seed-server1.conf", "seed-server2.conf"):
+        rc, out = run_check(os.path.join(d, seed))
+        check(rc == 0 and "test is successful" in out, "%s: %r" % (seed, out[-400:]))
+
+
+@test("cli/version-features", timeout=30)
+def t_version():
+    """-V: version, OpenSSL, and one line per kernel feature."""
+    from lib import GW_BIN, need_gw
+    need_gw()
+    out = subprocess.run([GW_BIN, "-V"], stdout=subprocess.PIPE, timeout=10).stdout.decode()
+    for key in ("ktlsgw version ", "openssl: ", "ktls: ", "sockmap: ", "io_uring: "):
+        check(any(ln.startswith(key) for ln in out.splitlines()), "-V lacks %r: %r" % (key, out))
+    ktls = [ln for ln in out.splitlines() if ln.startswith("ktls: ")][0]
+    have = os.path.exists("/proc/sys/net/ipv4/tcp_available_ulp") and "tls" in open(
+        "/proc/sys/net/ipv4/tcp_available_ulp").read()
+    # a registered "tls" ULP must be seen; without it the probe may still autoload the module
+    check(not have or ktls.startswith("ktls: yes"),
+          "-V says %r while tcp_available_ulp lists tls" % ktls)
