@@ -2,18 +2,16 @@
 """Regression tests for defects found in review of the relay (conn.c, loop.c,
 main.c): each one failed before its fix."""
 
+import hashlib
 import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 
-from lib import (EchoBackend, ProxyReceiver, TlsConn, _ThreadedServer, _TlsReader, cert,
-                 check, check_eq, http_get, read_response, test, SLOW)
-from test_gateway import gw_http, gw_stream, port_of
-
-import hashlib
+from lib import (EchoBackend, TlsConn, _ThreadedServer, _TlsReader, cert, check, check_eq,
+                 free_port, http_get, read_response, test, SLOW)
+from test_gateway import gw_http, port_of
 
 
 def rss_kb(pid):
@@ -239,3 +237,35 @@ def t_version():
     # a registered "tls" ULP must be seen; without it the probe may still autoload the module
     check(not have or ktls.startswith("ktls: yes"),
           "-V says %r while tcp_available_ulp lists tls" % ktls)
+
+
+@test("gw/access-log", timeout=60)
+def t_access_log():
+    """access_log: one line per connection with the address, TLS, verify
+    result, subject, request count and bytes; a rejected handshake is logged too."""
+    from lib import TMPROOT, attempt
+    path = os.path.join(TMPROOT, "access-%d.log" % free_port())
+    with EchoBackend() as be, gw_http(be, extra="access_log %s;" % path) as gw:
+        with TlsConn(port_of(gw), "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            for i in (1, 2):
+                c.send(http_get("/al/%d" % i))
+                check(read_response(c, rd).status == 200, "request %d" % i)
+            port = c.local_port()
+            c.shutdown_write()
+            c.recv_all()
+        a = attempt(port_of(gw), None, path="/al/none")
+        check(not a.accepted, "no-cert client accepted")
+        t0 = time.monotonic()
+        lines = []
+        while len(lines) < 2 and time.monotonic() - t0 < 5 * SLOW:
+            time.sleep(0.05)
+            lines = open(path).read().splitlines() if os.path.exists(path) else []
+        check_eq(len(lines), 2, "access log lines: %r" % lines)
+        good = [ln for ln in lines if "127.0.0.1:%d " % port in ln]
+        check(len(good) == 1, "no line for the good connection: %r" % lines)
+        ln = good[0]
+        for part in ('verify="SUCCESS"', "CN=client-good", "requests=2", "tier=U", "TLSv1."):
+            check(part in ln, "%r not in %r" % (part, ln))
+        check(any('reason="handshake failed"' in x for x in lines), "rejected: %r" % lines)
