@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <linux/tls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 #include "gw/conn.h"
+#include "gw/ktls.h"
 #include "gw/log.h"
 #include "gw/proxy_proto.h"
 
@@ -34,6 +36,7 @@
 
 static void conn_step(struct conn *c);
 static void conn_maybe_free(struct conn *c);
+static void ktls_send_close_notify(struct conn *c);
 
 _Static_assert(sizeof(struct conn) % 16 == 0 && _Alignof(struct conn) >= 16,
 	       "conn pointers carry the op kind in their low bits");
@@ -109,12 +112,12 @@ static void access_log_write(struct conn *c)
 	 */
 	if (buf_printf(&line,
 		       "%s - [%s] \"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
-		       "up=%llu down=%llu tier=U duration=%.3f reason=\"%s\"\n",
+		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"\n",
 		       c->peer_text, when, c->ident.protocol ? c->ident.protocol : "-",
 		       c->ident.cipher ? c->ident.cipher : "-", c->ident.verify ? c->ident.verify : "-",
 		       c->ident.s_dn ? c->ident.s_dn : "", c->ident.server_name ? c->ident.server_name : "",
 		       c->hp.requests, (unsigned long long)c->bytes_up,
-		       (unsigned long long)c->bytes_down,
+		       (unsigned long long)c->bytes_down, c->tier_k ? 'K' : 'U',
 		       (double)(gw_now_ms() - c->start_ms) / 1000.0,
 		       c->close_reason ? c->close_reason : "") == 0) {
 		if (write(al->fd, line.data, line.len) < 0)
@@ -166,6 +169,12 @@ static void conn_free(struct conn *c)
 		close(c->cfd);
 	if (c->bfd >= 0)
 		close(c->bfd);
+	for (int i = 0; i < 2; i++) {
+		if (c->p1[i] >= 0)
+			close(c->p1[i]);
+		if (c->p2[i] >= 0)
+			close(c->p2[i]);
+	}
 	SSL_free(c->ssl);
 	identity_clear(&c->ident);
 	http_parser_free(&c->hp);
@@ -227,6 +236,7 @@ void conn_accepted(struct listener *lst, int fd)
 	c->id = ++w->next_id;
 	c->cfd = fd;
 	c->bfd = -1;
+	c->p1[0] = c->p1[1] = c->p2[0] = c->p2[1] = -1;
 	c->srv = tls_srv_server(lst->group[0]);
 	c->group = lst->group; /* a reload replaces lst->group; the old one lives on */
 	c->ngroup = lst->ngroup;
@@ -265,6 +275,23 @@ void conn_accepted(struct listener *lst, int fd)
 
 /* --------------------------------------------------------------- the relay */
 
+/*
+ * Tier K: splice @len bytes from @in to @out once @in (or @out, per @events)
+ * is ready. A POLL_ADD linked in front of the SPLICE keeps the io-wq thread
+ * from meeting a non-blocking socket with nothing to read (EAGAIN).
+ */
+static void splice_op(struct conn *c, int in, int out, size_t len, unsigned int events,
+		      enum op_kind kind)
+{
+	struct io_uring_sqe *sqe = worker_sqe(c->w);
+
+	io_uring_prep_poll_add(sqe, events == POLLIN ? in : out, events);
+	io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = conn_sqe(c, kind);
+	io_uring_prep_splice(sqe, in, -1, out, -1, (unsigned int)len, SPLICE_F_MOVE);
+}
+
 static void client_recv(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -278,6 +305,26 @@ static void client_recv(struct conn *c)
 	 */
 	if (c->hp.state == HTTP_S_UPGRADE_WAIT)
 		return;
+	if (c->tier_k) {
+		if (c->state == CS_RELAY && c->srv->mode == GW_MODE_STREAM) {
+			/* tier K: decrypted bytes go socket -> pipe -> backend in the kernel */
+			splice_op(c, c->cfd, c->p1[1], GW_PIPE_SIZE, POLLIN, OP_SPLICE_C_IN);
+		} else {
+			/* request heads are rewritten: read them, decrypted by the kernel */
+			memset(&c->cmsg, 0, sizeof(c->cmsg));
+			c->iov.iov_base = c->crx;
+			c->iov.iov_len = sizeof(c->crx);
+			c->msg.msg_iov = &c->iov;
+			c->msg.msg_iovlen = 1;
+			c->msg.msg_control = c->cmsg;
+			c->msg.msg_controllen = sizeof(c->cmsg);
+			c->msg.msg_flags = 0;
+			sqe = conn_sqe(c, OP_RECV_CLIENT);
+			io_uring_prep_recvmsg(sqe, c->cfd, &c->msg, 0);
+		}
+		c->crx_busy = true;
+		return;
+	}
 	sqe = conn_sqe(c, OP_RECV_CLIENT);
 	io_uring_prep_recv(sqe, c->cfd, c->crx, sizeof(c->crx), 0);
 	c->crx_busy = true;
@@ -290,6 +337,13 @@ static void backend_recv(struct conn *c)
 	if (c->brx_busy || c->backend_eof || c->bfd < 0 || buf_avail(&c->b2c) ||
 	    c->state != CS_RELAY || c->finish_after_flush)
 		return;
+	if (c->tier_k && c->srv->mode == GW_MODE_STREAM) {
+		if (c->p2_fill || c->csend_busy)
+			return;
+		splice_op(c, c->bfd, c->p2[1], GW_PIPE_SIZE, POLLIN, OP_SPLICE_B_IN);
+		c->brx_busy = true;
+		return;
+	}
 	sqe = conn_sqe(c, OP_RECV_BACKEND);
 	io_uring_prep_recv(sqe, c->bfd, c->brx, sizeof(c->brx), 0);
 	c->brx_busy = true;
@@ -304,6 +358,8 @@ static void client_flush(struct conn *c)
 
 	if (c->csend_busy || c->state == CS_CLOSING)
 		return;
+	if (c->tier_k)
+		wbio = NULL; /* plaintext in b2c: the kernel encrypts what is sent */
 	pend = wbio ? BIO_ctrl_pending(wbio) : 0;
 	if (pend) {
 		if (buf_reserve(&c->b2c, pend)) {
@@ -315,7 +371,13 @@ static void client_flush(struct conn *c)
 			c->b2c.len += (size_t)n;
 	}
 	if (!buf_avail(&c->b2c)) {
+		if (c->tier_k && c->close_notify_due && !c->p2_fill) {
+			ktls_send_close_notify(c);
+			c->close_notify_due = false;
+		}
 		if (c->finish_after_flush) {
+			if (c->p2_fill)
+				return; /* the last spliced bytes are still on their way */
 			conn_abort(c, c->close_reason ? c->close_reason : "done");
 			return;
 		}
@@ -368,6 +430,46 @@ static int ssl_write_all(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Tier K: a close_notify record through the kernel (TLS_SET_RECORD_TYPE 21). */
+static void ktls_send_close_notify(struct conn *c)
+{
+	static const unsigned char alert[2] = { 1, 0 }; /* warning, close_notify */
+	char ctrl[CMSG_SPACE(1)];
+	struct iovec iov = { .iov_base = (void *)alert, .iov_len = sizeof(alert) };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof(ctrl),
+	};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cm) = 21; /* alert */
+	if (sendmsg(c->cfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(alert))
+		conn_log(c, GW_LOG_DEBUG, "close_notify not sent: %s", strerror(errno));
+}
+
+static void queue_close_notify(struct conn *c)
+{
+	if (c->close_notify_sent)
+		return;
+	c->close_notify_sent = true;
+	if (c->tier_k) {
+		c->close_notify_due = true; /* sent by client_flush() after what is queued */
+		return;
+	}
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
+}
+
+/* Plaintext for the client: OpenSSL encrypts it (tier U) or the kernel does (tier K). */
+static int client_write_plain(struct conn *c, const char *p, size_t n)
+{
+	if (c->tier_k)
+		return buf_append(&c->b2c, p, n);
+	return ssl_write_all(c, p, n);
+}
+
 /* Queue close_notify and close once everything for the client has left. */
 static void conn_finish(struct conn *c, const char *reason)
 {
@@ -375,11 +477,7 @@ static void conn_finish(struct conn *c, const char *reason)
 		return;
 	if (!c->close_reason)
 		c->close_reason = reason;
-	if (!c->close_notify_sent) {
-		SSL_shutdown(c->ssl);
-		ERR_clear_error();
-		c->close_notify_sent = true;
-	}
+	queue_close_notify(c);
 	c->finish_after_flush = true;
 	client_flush(c);
 }
@@ -393,7 +491,7 @@ static void conn_answer_error(struct conn *c, int status, const char *reason)
 		/* nothing more goes to the backend; its pending answer is dropped */
 		shutdown(c->bfd, SHUT_RDWR);
 	}
-	if (http_error_response(status, &page) == 0 && ssl_write_all(c, page.data, page.len))
+	if (http_error_response(status, &page) == 0 && client_write_plain(c, page.data, page.len))
 		ERR_clear_error();
 	buf_free(&page);
 	c->client_eof = true;
@@ -542,6 +640,78 @@ static void client_decrypt(struct conn *c)
 	backend_flush(c);
 }
 
+/*
+ * Tier K: a record that is not application data (splice stopped with
+ * EINVAL, or recvmsg said so): close_notify ends the client's stream, any
+ * other alert closes, a handshake record (a TLS 1.3 KeyUpdate: 6.1 cannot
+ * rekey) closes with a counted reason. Nothing of it reaches the backend.
+ * Returns 0 to go on, -ECANCELED when the connection is closing.
+ */
+static int ktls_control(struct conn *c, unsigned char type, const unsigned char *p, size_t n)
+{
+	if (type == 21 && n >= 2 && p[1] == 0) {
+		conn_log(c, GW_LOG_DEBUG, "client sent close_notify");
+		c->client_eof = true;
+		return 0;
+	}
+	if (type == 21) {
+		conn_log(c, GW_LOG_INFO, "client %s sent TLS alert %u (level %u)", c->peer_text,
+			 n >= 2 ? p[1] : 0, n >= 1 ? p[0] : 0);
+		conn_abort(c, "TLS alert from client");
+		return -ECANCELED;
+	}
+	if (type == 22 && n >= 1 && p[0] == 24) {
+		c->w->stats.ktls_keyupdate++;
+		conn_log(c, GW_LOG_WARN,
+			 "client %s sent a TLS 1.3 KeyUpdate: kernel TLS on this kernel cannot rekey, "
+			 "closing",
+			 c->peer_text);
+		conn_abort(c, "client KeyUpdate (kTLS cannot rekey)");
+		return -ECANCELED;
+	}
+	conn_log(c, GW_LOG_INFO, "client %s sent an unexpected TLS record (type %u)", c->peer_text,
+		 type);
+	conn_abort(c, "unexpected TLS record");
+	return -ECANCELED;
+}
+
+/* The record type of a tier K recvmsg (23 when the kernel gave none). */
+static unsigned char ktls_record_type(struct msghdr *msg)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm))
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+			return *CMSG_DATA(cm);
+	return 23;
+}
+
+/* Tier K: plaintext (or a control record) read with recvmsg into crx. */
+static void ktls_client_input(struct conn *c, int res)
+{
+	unsigned char type = ktls_record_type(&c->msg);
+	int err;
+
+	if (type != 23) {
+		if (ktls_control(c, type, (unsigned char *)c->crx, (size_t)res))
+			return;
+	} else {
+		err = client_plain(c, c->crx, (size_t)res);
+		if (err == -ECANCELED)
+			return;
+		if (err) {
+			conn_abort(c, "out of memory");
+			return;
+		}
+	}
+	if (c->state == CS_REJECT) {
+		if (c->client_eof)
+			conn_finish(c, c->close_reason);
+		else
+			client_recv(c);
+		return;
+	}
+	backend_flush(c);
+}
+
 static void on_client_recv(struct conn *c, int res)
 {
 	c->crx_busy = false;
@@ -562,6 +732,10 @@ static void on_client_recv(struct conn *c, int res)
 			return;
 		}
 		backend_flush(c);
+		return;
+	}
+	if (c->tier_k) {
+		ktls_client_input(c, res);
 		return;
 	}
 	if (BIO_write(SSL_get_rbio(c->ssl), c->crx, res) != res) {
@@ -650,9 +824,7 @@ static void on_backend_recv(struct conn *c, int res)
 			return;
 		}
 		/* stream half-close: tell the client, keep relaying what it still sends */
-		SSL_shutdown(c->ssl);
-		ERR_clear_error();
-		c->close_notify_sent = true;
+		queue_close_notify(c);
 		client_flush(c);
 		if (c->state != CS_CLOSING)
 			stream_maybe_done(c);
@@ -661,7 +833,7 @@ static void on_backend_recv(struct conn *c, int res)
 	c->bytes_down += (uint64_t)res;
 	if (c->hp.state == HTTP_S_UPGRADE_WAIT && upgrade_check(c, c->brx, (size_t)res))
 		return;
-	if (ssl_write_all(c, c->brx, (size_t)res)) {
+	if (client_write_plain(c, c->brx, (size_t)res)) {
 		gw_log_ssl_errors(GW_LOG_ERR, "SSL_write");
 		conn_abort(c, "TLS write error");
 		return;
@@ -699,6 +871,145 @@ static void on_backend_shut(struct conn *c, int res)
 	/* nothing more will come from the client: keep relaying the answer */
 	if (c->backend_eof)
 		stream_maybe_done(c);
+}
+
+/* Tier K stream: client -> pipe done; move the bytes on to the backend. */
+static void on_splice_c_in(struct conn *c, int res)
+{
+	c->crx_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res == -EAGAIN || res == -EINTR) {
+		client_recv(c);
+		return;
+	}
+	if (res == -EINVAL) {
+		/* the next record is not application data: read it with its type */
+		char ctrl[CMSG_SPACE(1)];
+		struct iovec iov = { .iov_base = c->crx, .iov_len = sizeof(c->crx) };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
+			.msg_controllen = sizeof(ctrl),
+		};
+		ssize_t n = recvmsg(c->cfd, &msg, MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			client_recv(c);
+			return;
+		}
+		if (n <= 0) {
+			conn_abort(c, n == 0 ? "client closed" : "client read error");
+			return;
+		}
+		touch(c);
+		unsigned char type = ktls_record_type(&msg);
+
+		if (type == 23) {
+			/* data after all (a race with the splice): through the copy path */
+			c->bytes_up += (uint64_t)n;
+			if (buf_append(&c->c2b, c->crx, (size_t)n)) {
+				conn_abort(c, "out of memory");
+				return;
+			}
+		} else if (ktls_control(c, type, (unsigned char *)c->crx, (size_t)n)) {
+			return;
+		}
+		backend_flush(c);
+		return;
+	}
+	if (res < 0) {
+		conn_log(c, GW_LOG_INFO, "client %s: splice: %s", c->peer_text, strerror(-res));
+		conn_abort(c, res == -ECONNRESET ? "client reset the connection"
+						 : "client read error");
+		return;
+	}
+	touch(c);
+	if (res == 0) {
+		c->client_eof = true;
+		backend_flush(c);
+		return;
+	}
+	c->bytes_up += (uint64_t)res;
+	c->p1_fill += (size_t)res;
+	splice_op(c, c->p1[0], c->bfd, c->p1_fill, POLLOUT, OP_SPLICE_B_OUT);
+	c->bsend_busy = true;
+}
+
+/* Tier K stream: pipe -> backend done. */
+static void on_splice_b_out(struct conn *c, int res)
+{
+	c->bsend_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res == -EAGAIN || res == -EINTR)
+		res = 0;
+	else if (res <= 0) {
+		conn_log(c, GW_LOG_ERR, "backend %s: splice: %s", c->srv->proxy_pass,
+			 strerror(res ? -res : EPIPE));
+		conn_finish(c, "backend write error");
+		return;
+	}
+	touch(c);
+	c->p1_fill -= (size_t)res;
+	if (c->p1_fill) {
+		splice_op(c, c->p1[0], c->bfd, c->p1_fill, POLLOUT, OP_SPLICE_B_OUT);
+		c->bsend_busy = true;
+		return;
+	}
+	backend_flush(c); /* half-close when the client is done, else the next splice */
+}
+
+/* Tier K stream: backend -> pipe done; on to the client (encrypted by the kernel). */
+static void on_splice_b_in(struct conn *c, int res)
+{
+	c->brx_busy = false;
+	if (c->state == CS_CLOSING || c->finish_after_flush)
+		return;
+	if (res == -EAGAIN || res == -EINTR) {
+		backend_recv(c);
+		return;
+	}
+	if (res < 0) {
+		conn_log(c, GW_LOG_ERR, "backend %s: splice: %s", c->srv->proxy_pass,
+			 strerror(-res));
+		conn_finish(c, "backend read error");
+		return;
+	}
+	touch(c);
+	if (res == 0) {
+		c->backend_eof = true;
+		queue_close_notify(c);
+		client_flush(c);
+		if (c->state != CS_CLOSING)
+			stream_maybe_done(c);
+		return;
+	}
+	c->bytes_down += (uint64_t)res;
+	c->p2_fill += (size_t)res;
+	splice_op(c, c->p2[0], c->cfd, c->p2_fill, POLLOUT, OP_SPLICE_C_OUT);
+	c->csend_busy = true;
+}
+
+/* Tier K stream: pipe -> client done. */
+static void on_splice_c_out(struct conn *c, int res)
+{
+	c->csend_busy = false;
+	if (c->state == CS_CLOSING)
+		return;
+	if (res == -EAGAIN || res == -EINTR)
+		res = 0;
+	else if (res <= 0) {
+		conn_abort(c, "client write error");
+		return;
+	}
+	touch(c);
+	c->p2_fill -= (size_t)res;
+	if (c->p2_fill) {
+		splice_op(c, c->p2[0], c->cfd, c->p2_fill, POLLOUT, OP_SPLICE_C_OUT);
+		c->csend_busy = true;
+		return;
+	}
+	client_flush(c); /* close_notify or finish if due, else the next backend read */
 }
 
 /* ---------------------------------------------------- handshake and connect */
@@ -770,6 +1081,15 @@ static void backend_connect(struct conn *c)
 }
 
 /* Switch the finished handshake onto memory BIOs for the io_uring relay. */
+static int make_pipe(int p[2])
+{
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
+		return -errno;
+	/* room for a few records per splice; the default 64 KiB also works */
+	fcntl(p[0], F_SETPIPE_SZ, GW_PIPE_SIZE);
+	return 0;
+}
+
 static int use_memory_bios(struct conn *c)
 {
 	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
@@ -787,6 +1107,56 @@ static int use_memory_bios(struct conn *c)
 	}
 	BIO_set_mem_eof_return(rb, -1);
 	SSL_set_bio(c->ssl, rb, wb);
+	return 0;
+}
+
+/*
+ * After the handshake: tier K when OpenSSL (and ktls_finish() for TLS 1.3
+ * RX) put both directions into the kernel, else tier U on memory BIOs.
+ * Decided before the verification outcome is acted on, because once a key
+ * is in the kernel every byte for this client must go through it (an error
+ * page included). Returns 0, or -ECANCELED when the connection was closed.
+ */
+static int choose_tier(struct conn *c)
+{
+	char why[160];
+	int r = 0;
+
+	if (ktls_kernel && c->srv->ktls != GW_KTLS_OFF)
+		r = ktls_finish(c->ssl, c->cfd, why, sizeof(why));
+	if (r < 0) {
+		/* a key is in the kernel but not both: never write to this socket */
+		conn_log(c, GW_LOG_ERR, "kTLS for %s failed: %s; closing", c->peer_text, why);
+		conn_abort(c, "kTLS key installation failed");
+		return -ECANCELED;
+	}
+	if (r == 1) {
+		c->tier_k = true;
+		c->w->stats.tier_k++;
+		if (c->srv->mode == GW_MODE_STREAM && (make_pipe(c->p1) || make_pipe(c->p2))) {
+			conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
+			conn_abort(c, "no pipe for the splice relay");
+			return -ECANCELED;
+		}
+		return 0;
+	}
+	if (ktls_kernel && c->srv->ktls == GW_KTLS_ON) {
+		conn_log(c, GW_LOG_ERR, "ssl_ktls on: %s; closing", why);
+		conn_abort(c, "ssl_ktls on: kernel TLS not possible for this connection");
+		return -ECANCELED;
+	}
+	if (ktls_kernel && c->srv->ktls == GW_KTLS_AUTO) {
+		c->w->stats.tier_u_fallback++;
+		if (!c->w->fallback_logged) {
+			/* once per process; the counter keeps the total */
+			c->w->fallback_logged = true;
+			conn_log(c, GW_LOG_NOTICE, "tier U for this connection: %s", why);
+		}
+	}
+	if (use_memory_bios(c)) {
+		conn_abort(c, "unexpected buffered TLS data after the handshake");
+		return -ECANCELED;
+	}
 	return 0;
 }
 
@@ -814,10 +1184,8 @@ static void handshake_done(struct conn *c)
 		conn_abort(c, "identity: out of memory");
 		return;
 	}
-	if (use_memory_bios(c)) {
-		conn_abort(c, "unexpected buffered TLS data after the handshake");
+	if (choose_tier(c))
 		return;
-	}
 	c->rw.headers = c->srv->headers;
 	c->rw.nheaders = c->srv->nheaders;
 	c->rw.inject = inject_headers;
@@ -841,8 +1209,9 @@ static void handshake_done(struct conn *c)
 		client_recv(c);
 		return;
 	}
-	conn_log(c, GW_LOG_INFO, "client %s: %s %s verify=%s s_dn=\"%s\" tier=U", c->peer_text,
-		 c->ident.protocol, c->ident.cipher, c->ident.verify, c->ident.s_dn);
+	conn_log(c, GW_LOG_INFO, "client %s: %s %s verify=%s s_dn=\"%s\" tier=%c", c->peer_text,
+		 c->ident.protocol, c->ident.cipher, c->ident.verify, c->ident.s_dn,
+		 c->tier_k ? 'K' : 'U');
 	if (!c->srv->proxy_pass) {
 		/*
 		 * An http server{} without proxy_pass (the seed blocks as written):
@@ -910,6 +1279,18 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 		break;
 	case OP_SHUT_BACKEND:
 		on_backend_shut(c, res);
+		break;
+	case OP_SPLICE_C_IN:
+		on_splice_c_in(c, res);
+		break;
+	case OP_SPLICE_B_OUT:
+		on_splice_b_out(c, res);
+		break;
+	case OP_SPLICE_B_IN:
+		on_splice_b_in(c, res);
+		break;
+	case OP_SPLICE_C_OUT:
+		on_splice_c_out(c, res);
 		break;
 	default:
 		break;

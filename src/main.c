@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 #include "gw/config.h"
+#include "gw/ktls.h"
 #include "gw/log.h"
 #include "gw/worker.h"
 
@@ -135,15 +136,15 @@ static int print_version(void)
 		printf("sockmap: no (BPF_MAP_TYPE_SOCKHASH: %s)\n", strerror(f.sockmap_err));
 	printf("io_uring: %s%s\n", f.io_uring ? "yes" : "no",
 	       f.io_uring ? (f.io_uring_splice ? " (splice)" : " (no splice)") : "");
-	printf("tiers: U (OpenSSL in userspace over io_uring)%s\n",
-	       f.ktls ? "; K (kTLS + io_uring splice) pending" : "");
+	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
+	       f.ktls ? "K (kTLS; stream mode spliced by io_uring), " : "");
 	return 0;
 }
 
 /*
- * Directives of the contract that this build parses but cannot serve yet:
- * running without them would silently do something else (terminate a
- * passthrough name, use userspace TLS where kTLS is required), so they stop
+ * Directives that this build or this kernel cannot serve: running without
+ * them would silently do something else (terminate a passthrough name, use
+ * userspace TLS where kTLS is required), so they stop
  * the start with a clear error. -t, which checks the configuration itself,
  * passes and warns. metrics_listen only warns.
  */
@@ -162,9 +163,9 @@ static int check_unserved(const struct gw_config *cfg, bool fatal, char **err)
 			buf_printf(&b, "%s%s:%d: \"ssl_passthrough\" routes are not available in this "
 				   "build (eBPF sockmap passthrough is the next step)",
 				   b.len ? "\n" : "", s->file, s->line);
-		if (s->ktls == GW_KTLS_ON)
-			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this build "
-				   "has the userspace tier only (use auto or off)",
+		if (s->ktls == GW_KTLS_ON && !ktls_kernel)
+			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this "
+				   "kernel has none (TCP_ULP \"tls\" unavailable; use auto or off)",
 				   b.len ? "\n" : "", s->file, s->line);
 	}
 	if (!b.len)
@@ -382,6 +383,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	{
+		struct gw_features f;
+
+		probe_features(&f);
+		ktls_kernel = f.ktls; /* tls_srv_new() asks OpenSSL for kTLS only then */
+		if (ktls_init())
+			return 1;
+	}
 	if (test)
 		return test_config(conf_path);
 
@@ -447,11 +456,11 @@ int main(int argc, char **argv)
 			pr_notice("listening on %s (%s)", ls[i].listen->text,
 				  tls_srv_server(ls[i].group[0])->mode == GW_MODE_HTTP ? "http"
 										       : "stream");
-		pr_notice("ktlsgw %s started: %s; kTLS %s, tier U (OpenSSL over io_uring) for all "
-			  "connections",
-			  GW_VERSION, OpenSSL_version(OPENSSL_VERSION),
-			  f.ktls ? "available (tier K not in this build)"
-				 : "not available in this kernel");
+		pr_notice("ktlsgw %s started: %s; %s", GW_VERSION, OpenSSL_version(OPENSSL_VERSION),
+			  f.ktls ? "kernel TLS available: tier K where ssl_ktls allows, tier U "
+				   "otherwise"
+				 : "no kernel TLS in this kernel: tier U (OpenSSL over io_uring) for "
+				   "all connections");
 	}
 	ret = worker_run(&w, reload);
 	worker_fini(&w); /* every connection closed: older generations are released */

@@ -35,6 +35,7 @@
 #include <openssl/x509v3.h>
 #include "gw/log.h"
 #include "gw/tls.h"
+#include "gw/ktls.h"
 
 #define TLS_DN_MAX 512
 #define TLS_REASON_MAX 1280
@@ -779,6 +780,9 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 	SSL_CTX_set_read_ahead(ctx, 0);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
+	/* tier K: OpenSSL puts what it can into the kernel; ktls_finish() the rest */
+	if (srv->ktls != GW_KTLS_OFF && ktls_kernel)
+		ktls_ctx_setup(ctx);
 	SSL_CTX_set_default_passwd_cb(ctx, pem_no_password);
 
 	for (size_t i = 0; i < srv->ncerts; i++) {

@@ -30,9 +30,14 @@ enum op_kind {
 	OP_SHUT_BACKEND = 8,
 	OP_TICK = 9,
 	OP_SIGNAL = 10,
+	OP_SPLICE_C_IN = 11,  /* tier K: client socket -> pipe p1 */
+	OP_SPLICE_B_OUT = 12, /* tier K: pipe p1 -> backend */
+	OP_SPLICE_B_IN = 13,  /* tier K: backend -> pipe p2 */
+	OP_SPLICE_C_OUT = 14, /* tier K: pipe p2 -> client socket (the kernel encrypts) */
+	OP__LAST = OP_SPLICE_C_OUT,
 };
 #define OP_MASK 0xfULL
-_Static_assert(OP_SIGNAL <= OP_MASK, "op kinds fit in the low bits");
+_Static_assert(OP__LAST <= OP_MASK, "op kinds fit in the low bits");
 
 struct worker;
 
@@ -79,6 +84,7 @@ enum conn_state {
 };
 
 #define GW_IO_BUF 16384
+#define GW_PIPE_SIZE (256 * 1024)
 
 struct GW_OP_ALIGNED conn {
 	struct conn *prev, *next; /* worker's list */
@@ -126,6 +132,15 @@ struct GW_OP_ALIGNED conn {
 	bool finish_after_flush; /* close once b2c is flushed */
 
 	uint64_t bytes_up, bytes_down; /* plaintext client->backend, backend->client */
+
+	/* tier K: keys in the kernel, the SSL is not used for I/O any more */
+	bool tier_k;
+	bool close_notify_due; /* send it once everything queued has left */
+	int p1[2], p2[2];      /* stream mode: client->backend and backend->client pipes */
+	size_t p1_fill, p2_fill;
+	struct msghdr msg; /* http mode: recvmsg of the request direction */
+	struct iovec iov;
+	char cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
 };
 
 struct worker {
@@ -143,6 +158,12 @@ struct worker {
 	struct __kernel_timespec tick;
 	struct access_log *logs;
 	size_t nlogs;
+	struct {
+		unsigned long tier_k;	       /* connections relayed on tier K */
+		unsigned long tier_u_fallback; /* kTLS wanted (auto) but tier U used */
+		unsigned long ktls_keyupdate;  /* closed on a client KeyUpdate */
+	} stats;
+	bool fallback_logged;
 	bool reload;
 };
 

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernel TLS key installation on the client socket (tier K). See src/ktls.c.
+ */
+#ifndef GW_KTLS_H
+#define GW_KTLS_H
+
+#include <stdbool.h>
+#include <openssl/ssl.h>
+
+/* Set at start-up from the probe: the kernel accepts the "tls" ULP. */
+extern bool ktls_kernel;
+
+/* Allocate the per-SSL secret slot. Returns 0 or -ENOMEM. */
+int ktls_init(void);
+
+/* Ask OpenSSL for kTLS on @ctx and capture the TLS 1.3 client traffic secret. */
+void ktls_ctx_setup(SSL_CTX *ctx);
+
+/*
+ * After a verified handshake on @fd (OpenSSL still on the socket BIO):
+ * returns 1 when TX and RX are both in the kernel (tier K: the SSL must not
+ * be used for I/O again), 0 when no key is in the kernel (tier U; @why says
+ * why), or -EPROTO when only part is (the connection must be closed and
+ * never written to; @why says why).
+ */
+int ktls_finish(SSL *ssl, int fd, char *why, size_t wlen);
+
+#endif /* GW_KTLS_H */
