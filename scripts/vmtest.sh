@@ -4,7 +4,8 @@
 # tls.ko) on the host's userland, so that the kernel TLS paths can be tested on a host
 # whose kernel has no kTLS (recipe: docs/KERNEL-VM.md).
 #
-#   scripts/vmtest.sh [--timeout SECS] [--out DIR] [-e NAME=VALUE]... [--rebuild] -- COMMAND...
+#   scripts/vmtest.sh [--timeout SECS] [--out DIR] [-e NAME=VALUE]... [--rebuild] [--quiet]
+#                     -- COMMAND...
 #
 # COMMAND is an argv (as with env/timeout; use `sh -c '...'` for a shell line). It runs as
 # root in the guest, chrooted into the host's / shared READ-ONLY over 9p, in the repository
@@ -18,6 +19,9 @@
 # Mounted too: /proc, /sys, /dev (devtmpfs), /sys/fs/bpf. Loopback is up; no other network.
 # Modules loaded before COMMAND: see MODULES below (tls and the AEAD crypto it needs).
 #
+# The guest console streams to stdout, less the exit marker and the kernel's power-off line
+# (both stay in the console log). --quiet: no runner lines on stderr when the VM ran and
+# printed its marker, so that COMMAND's last line is the last one printed (make vmtest).
 # Exit status: COMMAND's own; 124 when the VM ran past --timeout (default 300 s; qemu is
 # killed); 125 when the VM did not boot or printed no exit marker; 2 on a usage error.
 # The guest kills COMMAND itself a little before the host's limit (vmtest.timeout) so that a
@@ -46,6 +50,7 @@ VMDIR=${VMTEST_DIR:-$ROOT/build/vm}
 TIMEOUT=300
 OUTDIR=
 REBUILD=0
+QUIET=0
 ENVS=()
 MODULES="virtio_pci 9pnet_virtio 9p virtio_rng tls aesni_intel gcm ccm chacha20poly1305
 	chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64 veth ${VMTEST_MODULES:-}"
@@ -53,7 +58,7 @@ MODULES=$(echo $MODULES)
 
 die() { echo "vmtest: $*" >&2; exit "${RC:-125}"; }
 usage() {
-	sed -n '3,8p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+	sed -n '3,9p' "$SELF" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -65,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--out=*) OUTDIR=${1#*=}; shift ;;
 	-e|--env) [ $# -ge 2 ] || usage; ENVS+=("$2"); shift 2 ;;
 	--rebuild) REBUILD=1; shift ;;
+	-q|--quiet) QUIET=1; shift ;;
 	-h|--help) usage ;;
 	--) shift; break ;;
 	*) usage ;;
@@ -316,7 +322,7 @@ else
 	GT=$((TIMEOUT * 2 / 3))
 fi
 
-echo "vmtest: booting $KVER ($(basename "${ACCEL[1]}"), limit ${TIMEOUT} s): $*" >&2
+[ "$QUIET" = 1 ] || echo "vmtest: booting $KVER ($(basename "${ACCEL[1]}"), limit ${TIMEOUT} s): $*" >&2
 t0=$(date +%s.%N)
 set +e
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" \
@@ -326,7 +332,8 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" \
 	-append "console=ttyS0 quiet panic=-1 vmtest.run=$RUNDIR/cmd.sh vmtest.timeout=$GT" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 	-virtfs "local,path=$OUTDIR,mount_tag=out,security_model=none" \
-	</dev/null 2>&1 | sed -u -e 's/\r$//' -e '/fw_cfg name=etc\/sercon-port.*warning/d' | tee "$LOG"
+	</dev/null 2>&1 | sed -u -e 's/\r$//' -e '/fw_cfg name=etc\/sercon-port.*warning/d' |
+	tee "$LOG" | sed -u -e '/^VMTEST-EXIT=[0-9]*$/d' -e '/^\[ *[0-9.]*\] reboot: Power down$/d'
 qrc=${PIPESTATUS[0]}
 set -e
 t1=$(date +%s.%N)
@@ -343,5 +350,5 @@ if [ -z "$marker" ]; then
 	die "no VMTEST-EXIT marker: the VM did not boot or died (qemu exit $qrc; console: $LOG)"
 fi
 rc=${marker#VMTEST-EXIT=}
-echo "vmtest: guest exit $rc after ${secs} s" >&2
+[ "$QUIET" = 1 ] || echo "vmtest: guest exit $rc after ${secs} s" >&2
 exit "$rc"
