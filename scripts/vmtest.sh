@@ -56,6 +56,8 @@ QUIET=0
 ENVS=()
 MODULES="virtio_pci 9pnet_virtio 9p virtio_rng tls aesni_intel gcm ccm chacha20poly1305
 	chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64 veth ${VMTEST_MODULES:-}"
+# one line, single spaces
+# shellcheck disable=SC2086,SC2116
 MODULES=$(echo $MODULES)
 
 die() { echo "vmtest: $*" >&2; exit "${RC:-125}"; }
@@ -121,7 +123,8 @@ kernel_pkg() {
 		pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 			sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
 	fi
-	[ -n "$pkg" ] || die "cannot tell which linux-image-6.1.0-NN-amd64 to fetch (apt-cache depends linux-image-amd64)"
+	[ -n "$pkg" ] ||
+		die "cannot tell which linux-image-6.1.0-NN-amd64 to fetch (apt-cache depends linux-image-amd64)"
 	echo "$pkg"
 }
 
@@ -300,7 +303,6 @@ if [ "$DEFAULT_OUT" = 1 ]; then
 fi
 RUNDIR=$(mktemp -d "$VMDIR/run.XXXXXX")
 LOG=$OUTDIR/vmtest-console.log
-QPID=
 cleanup() {
 	rm -rf "$RUNDIR"
 }
@@ -335,7 +337,8 @@ else
 	GT=$((TIMEOUT * 2 / 3))
 fi
 
-[ "$QUIET" = 1 ] || echo "vmtest: booting $KVER ($(basename "${ACCEL[1]}"), limit ${TIMEOUT} s): $*" >&2
+[ "$QUIET" = 1 ] ||
+	echo "vmtest: booting $KVER (${ACCEL[1]}, limit ${TIMEOUT} s): $*" >&2
 t0=$(date +%s.%N)
 set +e
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" \
@@ -357,7 +360,8 @@ if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
 	RC=124 die "the VM ran past --timeout $TIMEOUT s and was killed (console: $LOG)"
 fi
 if grep -a -q '^VMTEST-SETUP-FAILED' "$LOG"; then
-	die "the guest could not set up: $(grep -a '^VMTEST-SETUP-FAILED' "$LOG" | head -n 1) (console: $LOG)"
+	die "the guest could not set up: $(grep -a '^VMTEST-SETUP-FAILED' "$LOG" | head -n 1)" \
+		"(console: $LOG)"
 fi
 if [ -z "$marker" ]; then
 	die "no VMTEST-EXIT marker: the VM did not boot or died (qemu exit $qrc; console: $LOG)"

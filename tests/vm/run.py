@@ -166,7 +166,8 @@ def raw_roundtrip(version, cipher):
     check(dl["TlsTxSw"] >= 1 and dl["TlsRxSw"] >= 1,
           f"TlsTxSw +{dl['TlsTxSw']}, TlsRxSw +{dl['TlsRxSw']}")
     check(dl["TlsDecryptError"] == 0, f"TlsDecryptError +{dl['TlsDecryptError']}")
-    return f"{len(payload)} bytes in {nrec} records, TlsTxSw +{dl['TlsTxSw']} TlsRxSw +{dl['TlsRxSw']}"
+    return (f"{len(payload)} bytes in {nrec} records, "
+            f"TlsTxSw +{dl['TlsTxSw']} TlsRxSw +{dl['TlsRxSw']}")
 
 
 def sum_plain(wire, overhead):
