@@ -115,7 +115,7 @@ deps:
 # Kernel TLS suite (tests/vm/run.py) inside a TCG VM on Debian 12's 6.1 kernel, which has
 # tls.ko (scripts/vmtest.sh; first run downloads the kernel package into build/vm/).
 # make vmtest [T=substring] [VMTEST_TIMEOUT=secs]; the last line is "N passed, N failed, N skipped".
-vmtest: deps build/ktlsgw
+vmtest: deps $(BIN) build/ktlsgw
 	$(Q)mkdir -p build/vm
 	$(Q)[ build/vm/ktls-openssl -nt tests/vm/ktls_openssl.c ] || { \
 		printf '  %-8s %s\n' CC build/vm/ktls-openssl; \
