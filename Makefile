@@ -54,7 +54,7 @@ ifneq ($(BPF_SRCS),)
 PKGS      += libbpf
 endif
 
-.PHONY: all test unit-test integration-test demo deps clean format check-format
+.PHONY: all test unit-test integration-test demo deps clean format check-format vmtest
 all: build/ktlsgw
 
 # The contract path: build/ktlsgw is the plain build.
@@ -111,6 +111,18 @@ demo: deps build/ktlsgw
 
 deps:
 	$(Q)scripts/install-deps.sh --if-missing
+
+# Kernel TLS suite (tests/vm/run.py) inside a TCG VM on Debian 12's 6.1 kernel, which has
+# tls.ko (scripts/vmtest.sh; first run downloads the kernel package into build/vm/).
+# make vmtest [T=substring] [VMTEST_TIMEOUT=secs]; the last line is "N passed, N failed, N skipped".
+vmtest: deps $(BIN) build/ktlsgw
+	$(Q)mkdir -p build/vm
+	$(Q)[ build/vm/ktls-openssl -nt tests/vm/ktls_openssl.c ] || { \
+		printf '  %-8s %s\n' CC build/vm/ktls-openssl; \
+		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/ktls_openssl.c \
+			-o build/vm/ktls-openssl -lssl -lcrypto; }
+	$(Q)scripts/vmtest.sh --quiet --timeout $(or $(VMTEST_TIMEOUT),300) -e GW_BIN=$(BIN) \
+		-e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl -- /usr/bin/python3 tests/vm/run.py $(T)
 
 $(OUT) $(OUT)/bpf $(OUT)/src $(OUT)/tests:
 	$(Q)mkdir -p $@

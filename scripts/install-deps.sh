@@ -6,7 +6,8 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libssl-dev openssl liburing-dev libbpf-dev bpftool
-	clang llvm python3 nginx libnginx-mod-stream curl iproute2 procps)
+	clang llvm python3 nginx libnginx-mod-stream curl iproute2 procps
+	qemu-system-x86 busybox-static cpio kmod)
 
 missing=()
 for p in "${PKGS[@]}"; do
