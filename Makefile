@@ -112,8 +112,9 @@ demo: deps build/ktlsgw
 deps:
 	$(Q)scripts/install-deps.sh --if-missing
 
-# Kernel TLS suite (tests/vm/run.py) inside a TCG VM on Debian 12's 6.1 kernel, which has
-# tls.ko (scripts/vmtest.sh; first run downloads the kernel package into build/vm/).
+# Kernel TLS suite (tests/vm/suite.sh: tests/vm/run.py, then the tier K and gateway tests of
+# tests/integration) inside a TCG VM on Debian 12's 6.1 kernel, which has tls.ko
+# (scripts/vmtest.sh; first run downloads the kernel package into build/vm/). Part of make test.
 # make vmtest [T=substring] [VMTEST_TIMEOUT=secs]; the last line is "N passed, N failed, N skipped".
 vmtest: deps $(BIN) build/ktlsgw
 	$(Q)mkdir -p build/vm
@@ -121,8 +122,10 @@ vmtest: deps $(BIN) build/ktlsgw
 		printf '  %-8s %s\n' CC build/vm/ktls-openssl; \
 		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/ktls_openssl.c \
 			-o build/vm/ktls-openssl -lssl -lcrypto; }
-	$(Q)scripts/vmtest.sh --quiet --timeout $(or $(VMTEST_TIMEOUT),300) -e GW_BIN=$(BIN) \
-		-e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl -- /usr/bin/python3 tests/vm/run.py $(T)
+	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
+	$(Q)scripts/vmtest.sh --quiet --timeout $(or $(VMTEST_TIMEOUT),1800) -e GW_BIN=$(BIN) \
+		-e GW_CERTS=$(OUT)/certs -e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl \
+		-- sh tests/vm/suite.sh $(T)
 
 $(OUT) $(OUT)/bpf $(OUT)/src $(OUT)/tests:
 	$(Q)mkdir -p $@

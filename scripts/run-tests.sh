@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# make test: the C unit tests, then the integration suite (real sockets,
-# real nginx as the oracle, real openssl s_client). Prints each suite's
-# result and a final summed "N passed, N failed, N skipped".
+# make test: the C unit tests, the integration suite (real sockets, real
+# nginx as the oracle, real openssl s_client), then the kernel TLS suite in a
+# VM (make vmtest). Prints each suite's result and a final summed
+# "N passed, N failed, N skipped".
 set -uo pipefail
 OUT=${1:-build/default}
 export GW_BIN=$OUT/ktlsgw GW_CERTS=$OUT/certs
@@ -31,6 +32,11 @@ run_suite() {
 run_suite unit "$OUT/run-tests"
 if [ -f tests/integration/run.py ]; then
 	run_suite integration python3 tests/integration/run.py
+fi
+# The kernel paths (tier K) need a kernel with TLS: a VM boots Debian's 6.1 kernel.
+# Once per make test, with the plain build (make SAN=1 vmtest runs it with the ASan one).
+if [[ "$OUT" != *san* ]]; then
+	run_suite vm make --no-print-directory -s vmtest
 fi
 echo "$total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ]

@@ -15,7 +15,7 @@ from lib import (EchoBackend, ProxyReceiver, Server, Skip, Tap, TestFailure, Tls
                  cert, check, check_eq, det_bytes, free_port, http_get, need_gw, read_response,
                  test, walk_tls_records, SLOW, TMPROOT)
 
-NBYTES = int(os.environ.get("KTLS_BYTES", str(8 << 20)))
+NBYTES = int(os.environ.get("KTLS_BYTES", str(64 << 20)))
 MARKER = b"PLAINTEXT-MARKER-6b1f0d"
 
 # (label, version, ssl_protocols, TLS 1.2 cipher list, TLS 1.3 ciphersuite, log cipher)
