@@ -85,9 +85,14 @@ done
 for e in "${ENVS[@]}"; do
 	[[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || RC=2 die "-e wants NAME=VALUE, not '$e'"
 done
+# A clone under /tmp (CI may make one there) is bound back over the guest's tmpfs /tmp.
 case $ROOT in
-/tmp|/tmp/*|/run|/run/*|/proc/*|/sys/*|/dev/*)
+/tmp) die "the repository cannot be /tmp itself" ;;
+/run|/run/*|/proc/*|/sys/*|/dev/*)
 	die "the repository ($ROOT) is under a folder the guest mounts over; move it" ;;
+esac
+case $VMDIR in
+/tmp/*) case $VMDIR in "$ROOT"/*) ;; *) die "VMTEST_DIR ($VMDIR) under /tmp must be inside the repository" ;; esac ;;
 esac
 case $ROOT in
 *[[:space:]]*) die "the repository path ($ROOT) contains white space" ;;
@@ -168,11 +173,12 @@ fail() {
 	poweroff -f
 	sleep 10
 }
-RUN= GT=240 KVER=$(uname -r)
+RUN= GT=240 REPO= KVER=$(uname -r)
 for w in $(cat /proc/cmdline); do
 	case $w in
 	vmtest.run=*) RUN=${w#*=} ;;
 	vmtest.timeout=*) GT=${w#*=} ;;
+	vmtest.repo=*) REPO=${w#*=} ;;
 	esac
 done
 [ -n "$RUN" ] || fail "no vmtest.run= on the kernel command line"
@@ -189,7 +195,15 @@ mkdir -p /host/dev/shm /host/dev/pts
 mount -t tmpfs -o mode=1777 shm /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t bpf bpf /host/sys/fs/bpf || echo "vmtest: no bpffs"
+case $REPO in
+/tmp/*)	# the tmpfs below would hide the repository: keep it aside, bind it back after
+	mkdir -p /repo && mount -o bind "/host$REPO" /repo || fail "binding $REPO" ;;
+esac
 mount -t tmpfs -o mode=1777 tmp /host/tmp || fail "mounting a tmpfs on /tmp"
+case $REPO in
+/tmp/*) mkdir -p "/host$REPO" && mount -o bind /repo "/host$REPO" ||
+	fail "binding $REPO back under the guest's /tmp" ;;
+esac
 mount -t tmpfs -o mode=755 run /host/run || fail "mounting a tmpfs on /run"
 mkdir -p /host/tmp/vmout /host/tmp/home
 mount -t 9p -o trans=virtio,version=9p2000.L,rw,msize=262144 out /host/tmp/vmout ||
@@ -345,7 +359,7 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${ACCEL[@]}" \
 	-m "${VMTEST_MEM:-1024}" -smp "${VMTEST_SMP:-2}" -nographic -no-reboot \
 	-nic none -vga none -fw_cfg name=etc/sercon-port,string=0 -device virtio-rng-pci \
 	-kernel "$VMDIR/vmlinuz" -initrd "$VMDIR/initrd.gz" \
-	-append "console=ttyS0 quiet panic=-1 vmtest.run=$RUNDIR/cmd.sh vmtest.timeout=$GT" \
+	-append "console=ttyS0 quiet panic=-1 vmtest.run=$RUNDIR/cmd.sh vmtest.timeout=$GT vmtest.repo=$ROOT" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 	-virtfs "local,path=$OUTDIR,mount_tag=out,security_model=none" \
 	</dev/null 2>&1 | sed -u -e 's/\r$//' -e '/fw_cfg name=etc\/sercon-port.*warning/d' |
