@@ -1131,6 +1131,7 @@ static int choose_tier(struct conn *c)
 		return -ECANCELED;
 	}
 	if (r == 1) {
+		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
 		if (c->srv->mode == GW_MODE_STREAM && (make_pipe(c->p1) || make_pipe(c->p2))) {

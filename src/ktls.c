@@ -266,6 +266,9 @@ int ktls_finish(SSL *ssl, int fd, char *why, size_t wlen)
 		}
 		if (install_rx13(ssl, fd, why, wlen))
 			return -EPROTO;
+		snprintf(why, wlen, "TX by OpenSSL, RX by the gateway");
+		return 1;
 	}
+	snprintf(why, wlen, "TX by OpenSSL, RX by OpenSSL");
 	return 1;
 }

@@ -218,6 +218,9 @@ def t_full_conf():
     out = p.stdout.decode(errors="replace")
     check_eq(p.returncode, 1, "start exit code (%r)" % out[-400:])
     check(("%s:" % conf) in out and "ssl_passthrough" in out, "start error: %r" % out[-400:])
+    if not os.path.exists("/proc/net/tls_stat"):
+        # the full config says "ssl_ktls on" in one server: refused where the kernel has no TLS
+        check('"ssl_ktls on" requires kernel TLS' in out, "no ssl_ktls on error: %r" % out[-600:])
     for seed in ("seed-server1.conf", "seed-server2.conf"):
         rc, out = run_check(os.path.join(d, seed))
         check(rc == 0 and "test is successful" in out, "%s: %r" % (seed, out[-400:]))
