@@ -718,6 +718,8 @@ static void on_client_recv(struct conn *c, int res)
 	if (c->state == CS_CLOSING)
 		return;
 	if (res < 0) {
+		if (res != -ECONNRESET)
+			conn_log(c, GW_LOG_INFO, "client %s: read: %s", c->peer_text, strerror(-res));
 		conn_abort(c, res == -ECONNRESET ? "client reset the connection"
 						 : "client read error");
 		return;

@@ -157,13 +157,29 @@ def marked(n, seed):
     return bytes(b)
 
 
+def with_log(fn):
+    """Failures carry the gateway's log tail (the VM keeps nothing afterwards)."""
+    def run(*a):
+        holder = {}
+        try:
+            return fn(holder, *a)
+        except TestFailure:
+            raise
+        except Exception as e:
+            gw = holder.get("gw")
+            raise TestFailure("%s: %s; gateway log: %s" % (
+                type(e).__name__, e, gw.logtext()[-1500:] if gw else "(not started)"))
+    return run
+
+
 def _mk_stream(combo):
     @test("ktls/stream/" + combo[0], timeout=300)
-    def _t():
+    @with_log
+    def _t(holder):
         need_ktls()
         n = NBYTES
         with ProxyReceiver() as be:
-            gw = start_gw(combo, STREAM_BODY, be.port)
+            gw = holder["gw"] = start_gw(combo, STREAM_BODY, be.port)
             with gw, Tap(gw.ports["P0"]) as tap:
                 before = tls_stat()
                 up = marked(n, b"up")
@@ -200,11 +216,12 @@ def _mk_stream(combo):
 
 def _mk_http(combo):
     @test("ktls/http/" + combo[0], timeout=300)
-    def _t():
+    @with_log
+    def _t(holder):
         need_ktls()
         n = 1 << 20
         with EchoBackend() as be:
-            gw = start_gw(combo, HTTP_BODY, be.port)
+            gw = holder["gw"] = start_gw(combo, HTTP_BODY, be.port)
             with gw:
                 before = tls_stat()
                 body = marked(n, b"body")
