@@ -319,6 +319,15 @@ static void client_recv(struct conn *c)
 			c->msg.msg_control = c->cmsg;
 			c->msg.msg_controllen = sizeof(c->cmsg);
 			c->msg.msg_flags = 0;
+			/*
+			 * On a kTLS socket io_uring's recvmsg can complete with EAGAIN
+			 * (seen on 6.1 with TLS 1.2 ChaCha20): wait for POLLIN first,
+			 * and retry on EAGAIN.
+			 */
+			sqe = worker_sqe(c->w);
+			io_uring_prep_poll_add(sqe, c->cfd, POLLIN);
+			io_uring_sqe_set_data64(sqe, OP_IGNORE);
+			sqe->flags |= IOSQE_IO_LINK;
 			sqe = conn_sqe(c, OP_RECV_CLIENT);
 			io_uring_prep_recvmsg(sqe, c->cfd, &c->msg, 0);
 		}
@@ -717,6 +726,10 @@ static void on_client_recv(struct conn *c, int res)
 	c->crx_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
+	if (res == -EAGAIN || res == -EINTR) {
+		client_recv(c); /* readiness without a record yet: wait again */
+		return;
+	}
 	if (res < 0) {
 		if (res != -ECONNRESET)
 			conn_log(c, GW_LOG_INFO, "client %s: read: %s", c->peer_text, strerror(-res));
@@ -812,6 +825,10 @@ static void on_backend_recv(struct conn *c, int res)
 		return;
 	if (c->finish_after_flush)
 		return; /* an error page or close_notify is queued: nothing may follow it */
+	if (res == -EAGAIN || res == -EINTR) {
+		backend_recv(c);
+		return;
+	}
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass,
 			 strerror(-res));
