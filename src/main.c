@@ -137,7 +137,7 @@ static int print_version(void)
 	printf("io_uring: %s%s\n", f.io_uring ? "yes" : "no",
 	       f.io_uring ? (f.io_uring_splice ? " (splice)" : " (no splice)") : "");
 	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
-	       f.ktls ? "K (kTLS; stream mode spliced by io_uring), " : "");
+	       f.ktls ? "K (kTLS; the kernel encrypts and decrypts), " : "");
 	return 0;
 }
 
@@ -388,6 +388,8 @@ int main(int argc, char **argv)
 
 		probe_features(&f);
 		ktls_kernel = f.ktls; /* tls_srv_new() asks OpenSSL for kTLS only then */
+		ktls_splice = getenv("KTLSGW_EXPERIMENTAL_SPLICE") &&
+			      strcmp(getenv("KTLSGW_EXPERIMENTAL_SPLICE"), "1") == 0;
 		if (ktls_init())
 			return 1;
 	}

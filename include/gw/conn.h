@@ -169,6 +169,9 @@ struct worker {
 
 uint64_t gw_now_ms(void);
 
+/* Tier K stream mode splices through pipes (experimental, off by default; conn.c). */
+extern bool ktls_splice;
+
 /* Submission helper: an SQE (submitting first if the ring is full), never NULL. */
 struct io_uring_sqe *worker_sqe(struct worker *w);
 

@@ -163,7 +163,7 @@ def with_log(fn):
         holder = {}
         try:
             return fn(holder, *a)
-        except TestFailure:
+        except Skip:
             raise
         except Exception as e:
             gw = holder.get("gw")
