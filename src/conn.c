@@ -13,7 +13,6 @@
  * - no byte reaches the backend before tls_verify_decision() accepted.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -1198,16 +1197,9 @@ static void handshake_done(struct conn *c)
 	c->srv = tls_srv_server(tls_ssl_srv(c->ssl));
 	{
 		const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-		size_t len = name ? strlen(name) : 0;
 
-		if (len && name[len - 1] == '.')
-			len--;
-		if (len && len < sizeof(c->sni)) {
-			for (size_t i = 0; i < len; i++)
-				c->sni[i] = (char)tolower((unsigned char)name[i]);
-			c->sni[len] = '\0';
+		if (name && tls_name_normalize(name, strlen(name), c->sni, sizeof(c->sni)))
 			c->sni_matched = c->ngroup > 1 && tls_srv_pick(c->group, c->ngroup, c->sni);
-		}
 	}
 	dec = tls_verify_decision(c->ssl, &status);
 	if (identity_from_ssl(c->ssl, &c->ident)) {

@@ -952,8 +952,7 @@ static struct tls_srv *sni_pick(struct tls_srv **group, size_t n, const char *ho
 	return best;
 }
 
-/* Lowercase @name (length @len) without a trailing dot into @host. Returns false if unusable. */
-static bool sni_normalize(const char *name, size_t len, char *host, size_t size)
+bool tls_name_normalize(const char *name, size_t len, char *host, size_t size)
 {
 	if (len && name[len - 1] == '.')
 		len--;
@@ -1013,7 +1012,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 	if (list + 2 != len || list < 3 || p[2] != TLSEXT_NAMETYPE_host_name)
 		return SSL_CLIENT_HELLO_SUCCESS; /* libssl rejects it later */
 	nlen = (size_t)p[3] << 8 | p[4];
-	if (nlen + 3 > list || !sni_normalize((const char *)p + 5, nlen, host, sizeof(host)))
+	if (nlen + 3 > list || !tls_name_normalize((const char *)p + 5, nlen, host, sizeof(host)))
 		return SSL_CLIENT_HELLO_SUCCESS;
 	pick = tls_srv_pick(def->group, def->ngroup, host);
 	if (pick)

@@ -43,6 +43,12 @@ int tls_srv_group(struct tls_srv **group, size_t n);
 struct tls_srv *tls_srv_pick(struct tls_srv *const *group, size_t n, const char *host);
 
 /*
+ * Lowercase @name (length @len) without a trailing dot into @host (@size
+ * bytes). Returns false if it is empty, too long or holds a NUL.
+ */
+bool tls_name_normalize(const char *name, size_t len, char *host, size_t size);
+
+/*
  * New server-side SSL on the connected socket @fd (non-blocking), in accept
  * state, with per-connection verification state attached. NULL on ENOMEM.
  */
