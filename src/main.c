@@ -451,15 +451,12 @@ int main(int argc, char **argv)
 	w.nlisteners = nls;
 	open_access_logs(&w, cfg);
 	{
-		struct gw_features f;
-
-		probe_features(&f);
 		for (size_t i = 0; i < nls; i++)
 			pr_notice("listening on %s (%s)", ls[i].listen->text,
 				  tls_srv_server(ls[i].group[0])->mode == GW_MODE_HTTP ? "http"
 										       : "stream");
 		pr_notice("ktlsgw %s started: %s; %s", GW_VERSION, OpenSSL_version(OPENSSL_VERSION),
-			  f.ktls ? "kernel TLS available: tier K where ssl_ktls allows, tier U "
+			  ktls_kernel ? "kernel TLS available: tier K where ssl_ktls allows, tier U "
 				   "otherwise"
 				 : "no kernel TLS in this kernel: tier U (OpenSSL over io_uring) for "
 				   "all connections");
