@@ -288,14 +288,22 @@ bool ktls_splice;
  * is ready. A POLL_ADD linked in front of the SPLICE keeps the io-wq thread
  * from meeting a non-blocking socket with nothing to read (EAGAIN).
  */
-static void splice_op(struct conn *c, int in, int out, size_t len, unsigned int events,
-		      enum op_kind kind)
+/* A POLL_ADD for @fd linked in front of the next SQE (tier K, see below). */
+static void link_poll(struct conn *c, int fd, unsigned int events)
 {
 	struct io_uring_sqe *sqe = worker_sqe(c->w);
 
-	io_uring_prep_poll_add(sqe, events == POLLIN ? in : out, events);
+	io_uring_prep_poll_add(sqe, fd, events);
 	io_uring_sqe_set_data64(sqe, OP_IGNORE);
 	sqe->flags |= IOSQE_IO_LINK;
+}
+
+static void splice_op(struct conn *c, int in, int out, size_t len, unsigned int events,
+		      enum op_kind kind)
+{
+	struct io_uring_sqe *sqe;
+
+	link_poll(c, events == POLLIN ? in : out, events);
 	sqe = conn_sqe(c, kind);
 	io_uring_prep_splice(sqe, in, -1, out, -1, (unsigned int)len, SPLICE_F_MOVE);
 }
@@ -332,10 +340,7 @@ static void client_recv(struct conn *c)
 			 * (seen on 6.1 with TLS 1.2 ChaCha20): wait for POLLIN first,
 			 * and retry on EAGAIN.
 			 */
-			sqe = worker_sqe(c->w);
-			io_uring_prep_poll_add(sqe, c->cfd, POLLIN);
-			io_uring_sqe_set_data64(sqe, OP_IGNORE);
-			sqe->flags |= IOSQE_IO_LINK;
+			link_poll(c, c->cfd, POLLIN);
 			sqe = conn_sqe(c, OP_RECV_CLIENT);
 			io_uring_prep_recvmsg(sqe, c->cfd, &c->msg, 0);
 		}
