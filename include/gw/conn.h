@@ -34,7 +34,8 @@ enum op_kind {
 	OP_SPLICE_B_OUT = 12, /* tier K: pipe p1 -> backend */
 	OP_SPLICE_B_IN = 13,  /* tier K: backend -> pipe p2 */
 	OP_SPLICE_C_OUT = 14, /* tier K: pipe p2 -> client socket (the kernel encrypts) */
-	OP__LAST = OP_SPLICE_C_OUT,
+	OP_CLOSE_NOTIFY = 15, /* tier K: close_notify, blocking until every record is in TCP */
+	OP__LAST = OP_CLOSE_NOTIFY,
 };
 #define OP_MASK 0xfULL
 _Static_assert(OP__LAST <= OP_MASK, "op kinds fit in the low bits");
@@ -132,12 +133,16 @@ struct GW_OP_ALIGNED conn {
 	bool finish_after_flush; /* close once b2c is flushed */
 
 	uint64_t bytes_up, bytes_down; /* plaintext client->backend, backend->client */
+	uint64_t spliced_up, spliced_down; /* tier K: of those, moved by splice */
 
 	/* tier K: keys in the kernel, the SSL is not used for I/O any more */
 	bool tier_k;
 	bool close_notify_due; /* send it once everything queued has left */
 	int p1[2], p2[2];      /* stream mode: client->backend and backend->client pipes */
 	size_t p1_fill, p2_fill;
+	struct msghdr cn_msg; /* the close_notify record (OP_CLOSE_NOTIFY) */
+	struct iovec cn_iov;
+	char cn_cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
 	struct msghdr msg; /* http mode: recvmsg of the request direction */
 	struct iovec iov;
 	char cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
@@ -169,7 +174,7 @@ struct worker {
 
 uint64_t gw_now_ms(void);
 
-/* Tier K stream mode splices through pipes (experimental, off by default; conn.c). */
+/* Tier K splices through pipes (default) or copies (KTLSGW_KTLS_RELAY=copy; conn.c). */
 extern bool ktls_splice;
 
 /* Submission helper: an SQE (submitting first if the ring is full), never NULL. */
