@@ -27,6 +27,11 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wundef -Wvla -Wpointer-arith \
 	-Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 WARN += $(if $(filter 1,$(WERROR)),-Werror)
 
+# bpf/*.bpf.c present: the loader needs libbpf (before CPPFLAGS/LDLIBS are expanded)
+ifneq ($(wildcard bpf/*.bpf.c),)
+PKGS    += libbpf
+endif
+
 CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(OUT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   := -std=gnu11 -g -O2 $(WARN) -MMD -MP
 LDFLAGS  :=
@@ -50,9 +55,6 @@ TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:tests/%.c=$(OUT)/tests/%.o)
 BIN       := $(OUT)/ktlsgw
 TESTBIN   := $(OUT)/run-tests
-ifneq ($(BPF_SRCS),)
-PKGS      += libbpf
-endif
 
 .PHONY: all test unit-test integration-test demo deps clean format check-format vmtest
 all: build/ktlsgw
