@@ -17,6 +17,8 @@
 #include "gw/config.h"
 #include "gw/ktls.h"
 #include "gw/log.h"
+#include "gw/passthrough.h"
+#include "gw/sockmap.h"
 #include "gw/worker.h"
 
 #define DEFAULT_CONF "/etc/ktlsgw/ktlsgw.conf"
@@ -134,6 +136,19 @@ static int print_version(void)
 		printf("sockmap: yes\n");
 	else
 		printf("sockmap: no (BPF_MAP_TYPE_SOCKHASH: %s)\n", strerror(f.sockmap_err));
+	{
+		/* the programs themselves: a sockhash can exist where loading is refused */
+		struct sockmap *sm = NULL;
+		int err = sockmap_open(&sm);
+
+		if (err)
+			printf("bpf: no (loading the sockmap programs: %s; passthrough routes are "
+			       "relayed in userspace)\n",
+			       strerror(-err));
+		else
+			printf("bpf: yes (sk_skb verdict on a sockhash: passthrough in the kernel)\n");
+		sockmap_close(sm);
+	}
 	printf("io_uring: %s%s\n", f.io_uring ? "yes" : "no",
 	       f.io_uring ? (f.io_uring_splice ? " (splice)" : " (no splice)") : "");
 	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
@@ -143,8 +158,8 @@ static int print_version(void)
 
 /*
  * Directives that this build or this kernel cannot serve: running without
- * them would silently do something else (terminate a passthrough name, use
- * userspace TLS where kTLS is required), so they stop
+ * them would silently do something else (use userspace TLS where kTLS is
+ * required), so they stop
  * the start with a clear error. -t, which checks the configuration itself,
  * passes and warns. metrics_listen only warns.
  */
@@ -159,10 +174,6 @@ static int check_unserved(const struct gw_config *cfg, bool fatal, char **err)
 	for (size_t i = 0; i < cfg->nservers; i++) {
 		const struct gw_server *s = &cfg->servers[i];
 
-		if (s->npassthroughs)
-			buf_printf(&b, "%s%s:%d: \"ssl_passthrough\" routes are not available in this "
-				   "build (eBPF sockmap passthrough is the next step)",
-				   b.len ? "\n" : "", s->file, s->line);
 		if (s->ktls == GW_KTLS_ON && !ktls_kernel)
 			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this "
 				   "kernel has none (TCP_ULP \"tls\" unavailable; use auto or off)",
@@ -308,6 +319,7 @@ static int reload(struct worker *w)
 		config_free(cfg);
 		return -EINVAL;
 	}
+	passthrough_init(cfg); /* routes added by this reload: load the programs now */
 	g = generation_new(cfg);
 	if (!g) {
 		free(match);
@@ -416,6 +428,7 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	passthrough_init(cfg); /* BPF once per process; without it the routes are copied */
 	current = generation_new(cfg);
 	if (!current) {
 		listeners_close(ls, nls);
@@ -467,6 +480,7 @@ int main(int argc, char **argv)
 	listeners_close(w.listeners, w.nlisteners);
 	current->ls = NULL; /* its groups were the worker's listeners' */
 	generation_put(current);
+	passthrough_fini();
 	if (pid_written)
 		unlink(pid_written);
 	free(pid_written);

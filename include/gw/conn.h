@@ -34,7 +34,8 @@ enum op_kind {
 	OP_SPLICE_B_OUT = 12, /* tier K: pipe p1 -> backend */
 	OP_SPLICE_B_IN = 13,  /* tier K: backend -> pipe p2 */
 	OP_SPLICE_C_OUT = 14, /* tier K: pipe p2 -> client socket (the kernel encrypts) */
-	OP__LAST = OP_SPLICE_C_OUT,
+	OP_PASSTHROUGH = 15,  /* passthrough.c: the pointer is a struct pt_op */
+	OP__LAST = OP_PASSTHROUGH,
 };
 #define OP_MASK 0xfULL
 _Static_assert(OP__LAST <= OP_MASK, "op kinds fit in the low bits");
