@@ -47,6 +47,13 @@ int gw_pt_verdict(struct __sk_buff *skb)
 			st->no_peer++;
 		return SK_DROP;
 	}
+	/*
+	 * A FIN without data reaches the verdict as an empty skb. Redirected, it
+	 * would make the peer's psock send after userspace has shut the peer's
+	 * write side (EPIPE, reported as a socket error): FINs are userspace's.
+	 */
+	if (skb->len == 0)
+		return SK_DROP;
 	/* the helper wants the key on the stack or in a map value */
 	peer = p->peer_cookie;
 	ret = bpf_sk_redirect_hash(skb, &sock_hash, &peer, 0);

@@ -319,7 +319,7 @@ struct GW_OP_ALIGNED pt_op {
 struct pt_dir {
 	int from, to;	  /* fds (copies of cfd/bfd) */
 	uint64_t from_ck; /* the cookie of from (sockmap counters) */
-	uint64_t pre;	  /* bytes written to @to by userspace before the pair (PROXY header) */
+	uint64_t base;	  /* tcp_written(to) when the pair was made (PROXY header, SYN) */
 	bool eof;	  /* FIN received on from */
 	bool shut;	  /* FIN forwarded: shutdown(to, SHUT_WR) */
 	uint64_t bytes;
@@ -347,6 +347,9 @@ struct pt_conn {
 	struct pt_op peek, connect, timer;
 	struct __kernel_timespec ts;
 	unsigned int fin_wait_ms;
+	int reset_from;		   /* -1, or the side (0 client, 1 backend) that reset */
+	const char *reset_reason;
+	uint64_t reset_deadline_ms; /* give up delivering its last bytes then */
 	struct pt_dir d[2];
 };
 
@@ -484,8 +487,7 @@ static void pt_terminate(struct pt_conn *pc, const char *why)
 	pc->state = PT_CLOSING;
 	pt_unlink(pc);
 	pt_stats.terminated++;
-	pt_maybe_free(pc);
-	conn_accepted(lst, fd);
+	conn_accepted(lst, fd); /* @pc is freed by the caller (no op in flight) */
 }
 
 static void arm_peek(struct pt_conn *pc)
@@ -496,12 +498,15 @@ static void arm_peek(struct pt_conn *pc)
 static void arm_hup(struct pt_conn *pc, int i)
 {
 	struct pt_dir *d = &pc->d[i];
-	/* after the FIN, POLLRDHUP stays set: wait for an error or the full close only */
-	unsigned int ev = d->eof ? POLLERR | POLLHUP : POLLRDHUP | POLLERR | POLLHUP;
 
-	if (d->hup.busy)
+	/*
+	 * io_uring always reports POLLRDHUP/POLLHUP/POLLERR: after the FIN the
+	 * poll would complete at once, forever. A socket past its FIN is
+	 * checked for errors by the tick instead (passthrough_sweep).
+	 */
+	if (d->hup.busy || d->eof)
 		return;
-	io_uring_prep_poll_add(pt_sqe(pc, &d->hup), d->from, ev);
+	io_uring_prep_poll_add(pt_sqe(pc, &d->hup), d->from, POLLRDHUP | POLLERR | POLLHUP);
 }
 
 static void arm_timer(struct pt_conn *pc)
@@ -512,6 +517,19 @@ static void arm_timer(struct pt_conn *pc)
 	pc->ts.tv_sec = 0;
 	pc->ts.tv_nsec = (long long)pc->fin_wait_ms * 1000000;
 	io_uring_prep_timeout(pt_sqe(pc, &pc->timer), &pc->ts, 0, 0);
+}
+
+/* Bytes of @fd's TCP stream that the peer acknowledged. */
+static int tcp_acked(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -errno;
+	*out = ti.tcpi_bytes_acked;
+	return 0;
 }
 
 /* Bytes that userspace or the kernel wrote into @fd's TCP stream so far. */
@@ -552,13 +570,14 @@ static bool pt_forward_fin(struct pt_conn *pc, int i)
 			return false;
 		}
 		d->bytes = sent;
-		if (written < d->pre + sent)
+		if (written < d->base + sent)
 			return false;
 	}
 	shutdown(d->to, SHUT_WR);
 	d->shut = true;
-	pt_log(pc, GW_LOG_DEBUG, "%s FIN forwarded after %llu bytes", i ? "backend" : "client",
-	       (unsigned long long)d->bytes);
+	pt_log(pc, GW_LOG_DEBUG, "%s FIN forwarded after %llu bytes (%llu in the peer's TCP)",
+	       i ? "backend" : "client", (unsigned long long)d->bytes,
+	       (unsigned long long)written);
 	return true;
 }
 
@@ -588,6 +607,36 @@ static void pt_fins(struct pt_conn *pc)
 	pt_maybe_done(pc);
 }
 
+/*
+ * Side @pc->reset_from reset: what it sent before the reset is delivered to
+ * the other side (acknowledged there, since closing with SO_LINGER 0 drops an
+ * unsent queue), 1 s at most, then both sides are reset.
+ */
+static void pt_reset_flush(struct pt_conn *pc)
+{
+	struct pt_dir *d = &pc->d[pc->reset_from];
+	uint64_t sent = 0, acked = 0;
+
+	if (pc->relay != PT_RELAY_SOCKMAP || gw_now_ms() > pc->reset_deadline_ms ||
+	    sockmap_bytes(pt_sockmap, d->from_ck, &sent) || tcp_acked(d->to, &acked) ||
+	    acked >= d->base + sent) {
+		pt_close(pc, pc->reset_reason, true);
+		return;
+	}
+	arm_timer(pc);
+}
+
+static void pt_reset(struct pt_conn *pc, int i, const char *reason)
+{
+	if (pc->reset_from >= 0)
+		return;
+	pc->reset_from = i;
+	pc->reset_reason = reason;
+	pc->reset_deadline_ms = gw_now_ms() + 1000;
+	pc->fin_wait_ms = 0;
+	pt_reset_flush(pc);
+}
+
 static void on_hup(struct pt_conn *pc, int i, int res)
 {
 	struct pt_dir *d = &pc->d[i];
@@ -604,10 +653,13 @@ static void on_hup(struct pt_conn *pc, int i, int res)
 	}
 	getsockopt(d->from, SOL_SOCKET, SO_ERROR, &err, &len);
 	if (err || (res & POLLERR)) {
-		pt_close(pc, i ? "backend reset the connection" : "client reset the connection",
-			 true);
+		pt_log(pc, GW_LOG_INFO, "%s socket: %s (poll 0x%x)", i ? "backend" : "client",
+		       err ? strerror(err) : "error", (unsigned int)res);
+		pt_reset(pc, i, i ? "backend reset the connection" : "client reset the connection");
 		return;
 	}
+	if (pc->reset_from >= 0)
+		return;
 	if (res & (POLLRDHUP | POLLHUP))
 		d->eof = true;
 	pt_fins(pc);
@@ -742,7 +794,6 @@ static void pt_start_relay(struct pt_conn *pc)
 			pt_close(pc, "could not send the PROXY header", true);
 			return;
 		}
-		pc->d[0].pre = buf_avail(&hdr);
 		buf_free(&hdr);
 	}
 	if (pc->relay == PT_RELAY_SOCKMAP) {
@@ -750,6 +801,11 @@ static void pt_start_relay(struct pt_conn *pc)
 
 		pc->d[0].from_ck = sockmap_cookie(pc->cfd);
 		pc->d[1].from_ck = sockmap_cookie(pc->bfd);
+		/* what each socket's TCP holds before the kernel starts writing into it */
+		if (tcp_written(pc->bfd, &pc->d[0].base) || tcp_written(pc->cfd, &pc->d[1].base)) {
+			pt_close(pc, "TCP_INFO failed", true);
+			return;
+		}
 		err = sockmap_pair(pt_sockmap, pc->cfd, pc->d[0].from_ck, pc->bfd,
 				   pc->d[1].from_ck);
 		if (err) {
@@ -912,6 +968,7 @@ void passthrough_accepted(struct listener *lst, int fd)
 	pc->start_ms = gw_now_ms();
 	hs_ms = tls_srv_server(lst->group[0])->handshake_timeout_ms;
 	pc->deadline_ms = pc->start_ms + (uint64_t)(hs_ms > 0 ? hs_ms : 10000);
+	pc->reset_from = -1;
 	pc->peek = (struct pt_op){ .pc = pc, .kind = PT_OP_PEEK };
 	pc->timer = (struct pt_op){ .pc = pc, .kind = PT_OP_TIMER };
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -951,7 +1008,9 @@ void passthrough_complete(void *p, int res, unsigned int flags)
 		on_hup(pc, op->dir, res);
 		break;
 	case PT_OP_TIMER:
-		if (pc->state == PT_RELAY)
+		if (pc->state == PT_RELAY && pc->reset_from >= 0)
+			pt_reset_flush(pc);
+		else if (pc->state == PT_RELAY)
 			pt_fins(pc);
 		break;
 	case PT_OP_RECV:
@@ -979,6 +1038,25 @@ void passthrough_sweep(struct worker *w, uint64_t now)
 			pt_maybe_free(pc);
 		} else if (pc->state == PT_CONNECTING && now > pc->deadline_ms) {
 			pt_close(pc, "backend connect timed out", true);
+			pt_maybe_free(pc);
+		} else if (pc->state == PT_RELAY && pc->relay == PT_RELAY_SOCKMAP &&
+			   pc->reset_from < 0) {
+			/* a reset on a socket past its FIN (no poll watches it any more) */
+			for (int i = 0; i < 2; i++) {
+				int err = 0;
+				socklen_t len = sizeof(err);
+
+				if (!pc->d[i].eof)
+					continue;
+				getsockopt(pc->d[i].from, SOL_SOCKET, SO_ERROR, &err, &len);
+				if (err) {
+					pt_log(pc, GW_LOG_INFO, "%s socket: %s",
+					       i ? "backend" : "client", strerror(err));
+					pt_reset(pc, i, i ? "backend reset the connection"
+							  : "client reset the connection");
+					break;
+				}
+			}
 			pt_maybe_free(pc);
 		}
 	}
