@@ -575,9 +575,9 @@ static bool pt_forward_fin(struct pt_conn *pc, int i)
 	}
 	shutdown(d->to, SHUT_WR);
 	d->shut = true;
-	pt_log(pc, GW_LOG_DEBUG, "%s FIN forwarded after %llu bytes (%llu in the peer's TCP)",
+	pt_log(pc, GW_LOG_DEBUG, "%s FIN forwarded after %llu bytes (peer's TCP: %llu, %llu before)",
 	       i ? "backend" : "client", (unsigned long long)d->bytes,
-	       (unsigned long long)written);
+	       (unsigned long long)written, (unsigned long long)d->base);
 	return true;
 }
 

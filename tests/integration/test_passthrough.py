@@ -483,7 +483,6 @@ def t_half_close():
                 if not d:
                     break
                 got += d
-            c.sendall(b"")
             results.append(got)
 
     results = []
