@@ -20,6 +20,7 @@
 #include "gw/passthrough.h"
 #include "gw/sockmap.h"
 #include "gw/worker.h"
+#include "gw/workers.h"
 
 #define DEFAULT_CONF "/etc/ktlsgw/ktlsgw.conf"
 
@@ -203,6 +204,42 @@ static struct gw_config *load_checked(const char *path, bool to_run, char **err)
 		return NULL;
 	}
 	return cfg;
+}
+
+/* worker_processes > 1: the master's SIGHUP check (config and TLS material). */
+static struct gw_config *load_for_master(void)
+{
+	char *err = NULL;
+	struct gw_config *cfg = load_checked(conf_path, true, &err);
+	struct listener *ls;
+	size_t nls;
+
+	if (cfg && listeners_open(cfg, false, &ls, &nls, &err) == 0) {
+		listeners_close(ls, nls);
+		return cfg;
+	}
+	each_line(err, log_line);
+	free(err);
+	config_free(cfg);
+	return NULL;
+}
+
+static int write_pid(const struct gw_config *cfg)
+{
+	FILE *f;
+
+	if (!cfg->pid)
+		return 0;
+	f = fopen(cfg->pid, "w");
+	if (!f) {
+		fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n", cfg->pid, errno,
+			strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	pid_written = strdup(cfg->pid);
+	return 0;
 }
 
 static int test_config(const char *path)
@@ -422,6 +459,27 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	if (workers_count(cfg) > 1) {
+		/* worker_processes N: the master forks; a worker goes on below (workers.h) */
+		int code;
+
+		apply_logging(cfg);
+		if (cfg->daemon && daemon(1, 0)) {
+			fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
+			return 1;
+		}
+		if (write_pid(cfg))
+			return 1;
+		if (!workers_master(&cfg, load_for_master, &code)) {
+			config_free(cfg);
+			if (pid_written)
+				unlink(pid_written);
+			free(pid_written);
+			return code;
+		}
+		free(pid_written); /* the master's */
+		pid_written = NULL;
+	}
 	if (listeners_open(cfg, true, &ls, &nls, &err)) {
 		print_errors(err);
 		free(err);
@@ -437,24 +495,13 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < nls; i++)
 		ls[i].gen = &current->base;
-	if (cfg->worker_processes != 1)
-		pr_notice("worker_processes %d: this build runs one worker process, using 1",
-			  cfg->worker_processes);
-	if (cfg->daemon && daemon(1, 0)) {
-		fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
-		return 1;
-	}
-	if (cfg->pid) {
-		FILE *f = fopen(cfg->pid, "w");
-
-		if (!f) {
-			fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n", cfg->pid,
-				errno, strerror(errno));
+	if (workers_self < 0) {
+		if (cfg->daemon && daemon(1, 0)) {
+			fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
 			return 1;
 		}
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-		pid_written = strdup(cfg->pid);
+		if (write_pid(cfg))
+			return 1;
 	}
 	apply_logging(cfg);
 	ret = worker_init(&w, cfg);
@@ -462,6 +509,10 @@ int main(int argc, char **argv)
 		return 1;
 	w.listeners = ls;
 	w.nlisteners = nls;
+	if (workers_self >= 0) {
+		workers_attach(ls, nls); /* steering slots; tells the master it is ready */
+		pr_notice("worker process %d (worker %d)", (int)getpid(), workers_self);
+	}
 	open_access_logs(&w, cfg);
 	{
 		for (size_t i = 0; i < nls; i++)
