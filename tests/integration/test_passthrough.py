@@ -6,6 +6,7 @@ terminated as before. Needs root (BPF); skipped with the reason otherwise."""
 
 import hashlib
 import json
+import re
 import os
 import signal
 import socket
@@ -633,3 +634,162 @@ def t_many():
         if m is None:
             raise Skip("the gateway's maps cannot be read (bpftool, /proc/PID/fdinfo)")
         check_eq(m, {"sock_hash": 0, "peers": 0}, "maps empty after 10 000 connections")
+
+
+# ---------------------------------------------------------------------------
+# worker_processes N: SO_REUSEPORT listeners, SK_REUSEPORT steering and migration
+
+
+def _workers(log):
+    return {int(m.group(2)): int(m.group(1))
+            for m in re.finditer(r"worker process (\d+) \(worker (\d+)\)", log)}
+
+
+def _served_by(log):
+    return [int(p) for p in re.findall(r"\] (\d+)#0: conn=\d+ passthrough: 127", log)]
+
+
+def _need_cpus(n):
+    if len(os.sched_getaffinity(0)) < n:
+        raise Skip("needs %d CPUs" % n)
+
+
+@test("workers/steer-to-the-receiving-cpu", timeout=60)
+def t_steer():
+    """worker_processes 2: worker i is pinned to CPU i, and a connection made from
+    CPU c (loopback: the SYN is processed on c) is accepted by worker c."""
+    _need_cpus(2)
+    be = RawBackend(lambda c, i: c.sendall(b"x"))
+    hello = client_hello("pass.example")
+    with gw_pt(be.port, top="worker_processes 2;") as gw:
+        need_bpf(gw)
+        check("steering by the receiving CPU" in gw.logtext(), "steering program loaded")
+        workers = _workers(gw.logtext())
+        check_eq(sorted(workers), [0, 1], "two workers")
+        saved = os.sched_getaffinity(0)
+        seen = {}
+        try:
+            for cpu in (0, 1, 0, 1):
+                os.sched_setaffinity(0, {cpu})
+                before = len(_served_by(gw.logtext()))
+                for _ in range(5):
+                    s = socket.create_connection(("127.0.0.1", gw.ports["P0"]), timeout=10)
+                    s.sendall(hello)
+                    check_eq(s.recv(1), b"x", "answer")
+                    s.close()
+                deadline = time.monotonic() + 5 * SLOW
+                while len(_served_by(gw.logtext())) < before + 5 and \
+                        time.monotonic() < deadline:
+                    time.sleep(0.02)
+                seen.setdefault(cpu, set()).update(_served_by(gw.logtext())[before:])
+        finally:
+            os.sched_setaffinity(0, saved)
+        check_eq(seen, {0: {workers[0]}, 1: {workers[1]}}, "worker per receiving CPU")
+    check("steered to the receiving CPU's worker 20," in gw.logtext(),
+          "master's steering counters: %r" % gw.logtext()[-400:])
+
+
+@test("workers/draining-worker-loses-no-queued-connection", timeout=60)
+def t_drain_queue():
+    """Connections queued on a worker's listener while it does not run (SIGSTOP),
+    then that worker drains (SIGTERM, SIGCONT): every one is served, by it (io_uring
+    had accepted them) or by the live worker (migrated when the listener closed).
+    (A worker killed outright loses what io_uring accepted on its behalf: those
+    sockets die with it.)"""
+    _need_cpus(2)
+    be = RawBackend(lambda c, i: c.sendall(b"x"))
+    hello = client_hello("pass.example")
+    with gw_pt(be.port, top="worker_processes 2;") as gw:
+        need_bpf(gw)
+        workers = _workers(gw.logtext())
+        os.kill(workers[0], signal.SIGSTOP)
+        saved = os.sched_getaffinity(0)
+        socks = []
+        try:
+            os.sched_setaffinity(0, {0})
+            for _ in range(20):
+                s = socket.create_connection(("127.0.0.1", gw.ports["P0"]), timeout=10)
+                s.sendall(hello)
+                socks.append(s)
+        finally:
+            os.sched_setaffinity(0, saved)
+        time.sleep(0.2)
+        os.kill(workers[0], signal.SIGTERM)
+        os.kill(workers[0], signal.SIGCONT)
+        got = []
+        for s in socks:
+            try:
+                got.append(s.recv(1))
+            except OSError as e:
+                got.append(repr(e))
+            s.close()
+        check_eq(got, [b"x"] * 20, "every queued connection served")
+        check(set(_served_by(gw.logtext())) <= set(workers.values()), "served by the workers")
+    m = re.search(r"migrated from a closing listener (\d+)", gw.logtext())
+    check(m, "master's counters: %r" % gw.logtext()[-400:])
+    print("      migrated from the closing listener: %s of 20" % m.group(1), flush=True)
+
+
+@test("workers/reload-under-a-connection-storm-loses-nothing", timeout=120)
+def t_reload_storm():
+    """SIGHUP to the master twice during a storm of passthrough and terminated
+    connections: new workers start, the old ones drain (their listeners close, queued
+    connections migrate); every connection is served."""
+    be = RawBackend(lambda c, i: c.sendall(b"x"))
+    rx = PlainEcho()
+    hello = client_hello("pass.example")
+    with gw_pt(be.port, rx.port, top="worker_processes 2;") as gw:
+        need_bpf(gw)
+        port = gw.ports["P0"]
+        stop = threading.Event()
+        counts = {"ok": 0, "tls": 0}
+        errors = []
+        mu = threading.Lock()
+
+        def storm(k):
+            while not stop.is_set():
+                try:
+                    if k == 0:
+                        t = tls_client(port, "localhost", "client-good")
+                        t.sendall(b"y")
+                        ok = recv_exact(t, 1) == b"y"
+                        t.close()
+                        key = "tls"
+                    else:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+                        s.sendall(hello)
+                        ok = s.recv(1) == b"x"
+                        s.close()
+                        key = "ok"
+                    with mu:
+                        if ok:
+                            counts[key] += 1
+                        else:
+                            errors.append("no answer")
+                except (OSError, ssl.SSLError) as e:
+                    with mu:
+                        errors.append(repr(e))
+
+        ts = [threading.Thread(target=storm, args=(k,), daemon=True) for k in range(4)]
+        for t in ts:
+            t.start()
+        for _ in range(2):
+            time.sleep(1.0)
+            os.kill(gw.proc.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 20 * SLOW
+            n = gw.logtext().count("reconfigured:")
+            while gw.logtext().count("reconfigured:") == n and time.monotonic() < deadline:
+                time.sleep(0.05)
+        time.sleep(1.0)
+        stop.set()
+        for t in ts:
+            t.join(30 * SLOW)
+        log = gw.logtext()
+        check_eq(log.count("reconfigured:"), 2, "two reloads: %r" % log[-600:])
+        check(not errors, "%d failed connections of %d, first %r" % (
+            len(errors), counts["ok"] + counts["tls"] + len(errors), errors[:3]))
+        check(counts["ok"] > 50 and counts["tls"] > 3, "storm volume %r" % counts)
+    m = re.search(r"migrated from a closing listener (\d+)", gw.logtext())
+    print("      storm: %d passthrough + %d terminated connections, 2 reloads, 0 lost; "
+          "migrated from closing listeners: %s" % (counts["ok"], counts["tls"],
+                                                  m.group(1) if m else "?"), flush=True)
