@@ -41,16 +41,36 @@ SEC("sk_reuseport/migrate")
 int gw_rp_select(struct sk_reuseport_md *md)
 {
 	struct gw_rp_key key = {};
-	struct bpf_sock *sk = md->sk;
+	struct bpf_sock *sk = md->sk, *msk = md->migrating_sk;
 	struct gw_rp_stats *st;
 	__u32 zero = 0, *group, idx, n = nworkers, w;
-	int migrating = md->migrating_sk != 0;
+	int migrating = msk != 0;
 
 	st = bpf_map_lookup_elem(&rp_stats, &zero);
-	if (!sk || n == 0 || n > GW_MAX_WORKERS)
+	/*
+	 * A closing listener has already given its port back (src_port 0):
+	 * the group of a migration is found from the migrating request or
+	 * child, whose local port is the listener's.
+	 */
+	if (n == 0 || n > GW_MAX_WORKERS)
 		goto fallback;
-	key.port = sk->src_port;
-	key.family = sk->family;
+	if (msk) {
+		__u32 port = msk->src_port, family = msk->family;
+
+		/*
+		 * Keep these loads apart from the ones below: merged, one
+		 * instruction would read through two pointer types, which the
+		 * verifier refuses.
+		 */
+		asm volatile("" : "+r"(port), "+r"(family));
+		key.port = port;
+		key.family = family;
+	} else if (sk) {
+		key.port = sk->src_port;
+		key.family = sk->family;
+	} else {
+		goto fallback;
+	}
 	group = bpf_map_lookup_elem(&groups, &key);
 	if (!group || *group >= GW_MAX_GROUPS)
 		goto fallback;

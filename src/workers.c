@@ -63,47 +63,63 @@ static uint16_t addr_port(const struct sockaddr_storage *ss)
 	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
 }
 
+int workers_steer_group(uint16_t port, int family)
+{
+	int fd = bpf_map__fd(rp_skel->maps.groups);
+	struct gw_rp_key key = { .port = port, .family = (uint32_t)family };
+	uint32_t g = 0, k, next = 0;
+	void *prev = NULL;
+	struct gw_rp_key cur, nk;
+
+	if (bpf_map_lookup_elem(fd, &key, &g) == 0)
+		return (int)g;
+	/* the next free group number */
+	while (bpf_map_get_next_key(fd, prev, &nk) == 0) {
+		if (bpf_map_lookup_elem(fd, &nk, &k) == 0 && k + 1 > next)
+			next = k + 1;
+		cur = nk;
+		prev = &cur;
+	}
+	if (next >= GW_MAX_GROUPS)
+		return -ENOSPC;
+	if (bpf_map_update_elem(fd, &key, &next, BPF_NOEXIST))
+		return -errno;
+	return (int)next;
+}
+
 /* groups: one number per (port, family) of @cfg's listens. */
 static int fill_groups(const struct gw_config *cfg)
 {
-	int fd = bpf_map__fd(rp_skel->maps.groups);
-	uint32_t next = 0;
-
 	for (size_t i = 0; i < cfg->nservers; i++) {
 		for (size_t j = 0; j < cfg->servers[i].nlistens; j++) {
 			const struct gw_listen *l = &cfg->servers[i].listens[j];
-			struct gw_rp_key key = { .port = addr_port(&l->addr),
-						 .family = l->addr.ss_family };
-			uint32_t g;
+			int g = workers_steer_group(addr_port(&l->addr), l->addr.ss_family);
 
-			if (bpf_map_lookup_elem(fd, &key, &g) == 0)
-				continue;
-			if (next >= GW_MAX_GROUPS) {
+			if (g == -ENOSPC) {
 				pr_warn("workers: more than %d listening ports: the kernel's hash "
 					"steers the others",
 					GW_MAX_GROUPS);
 				return 0;
 			}
-			g = next++;
-			if (bpf_map_update_elem(fd, &key, &g, BPF_ANY))
-				return -errno;
+			if (g < 0)
+				return g;
 		}
 	}
 	return 0;
 }
 
-static int rp_load(const struct gw_config *cfg, int n)
+int workers_steer_load(int n)
 {
 	int err;
 
+	if (rp_skel)
+		return 0;
 	sockmap_log_libbpf();
 	rp_skel = gw_reuseport_bpf__open();
 	if (!rp_skel)
 		return -errno;
 	rp_skel->rodata->nworkers = (uint32_t)n;
 	err = gw_reuseport_bpf__load(rp_skel);
-	if (!err)
-		err = fill_groups(cfg);
 	if (err) {
 		gw_reuseport_bpf__destroy(rp_skel);
 		rp_skel = NULL;
@@ -111,43 +127,87 @@ static int rp_load(const struct gw_config *cfg, int n)
 	return err;
 }
 
+void workers_steer_unload(void)
+{
+	gw_reuseport_bpf__destroy(rp_skel);
+	rp_skel = NULL;
+}
+
+int workers_steer_attach(int fd, int index)
+{
+	int prog = bpf_program__fd(rp_skel->progs.gw_rp_select);
+	int socks = bpf_map__fd(rp_skel->maps.worker_socks);
+	int groups = bpf_map__fd(rp_skel->maps.groups);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct gw_rp_key key = {};
+	uint64_t v = (uint64_t)fd;
+	uint32_t g, idx;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		return -errno;
+	key.port = addr_port(&ss);
+	key.family = ss.ss_family;
+	if (bpf_map_lookup_elem(groups, &key, &g))
+		return -ENOENT;
+	/* the program belongs to the reuseport group: any member attaches it */
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
+		return -errno;
+	/* a new generation's worker takes over the slot of the one it replaces */
+	idx = g * GW_MAX_WORKERS + (uint32_t)index;
+	if (bpf_map_update_elem(socks, &idx, &v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int workers_steer_stats(struct gw_rp_stats *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct gw_rp_stats *v;
+	uint32_t zero = 0;
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!rp_skel || ncpu <= 0)
+		return -ENOENT;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(bpf_map__fd(rp_skel->maps.rp_stats), &zero, v) == 0) {
+		for (int i = 0; i < ncpu; i++) {
+			out->by_cpu += v[i].by_cpu;
+			out->fallback += v[i].fallback;
+			out->migrated += v[i].migrated;
+			out->migrate_fb += v[i].migrate_fb;
+		}
+	} else {
+		err = -errno;
+	}
+	free(v);
+	return err;
+}
+
+static int rp_load(const struct gw_config *cfg, int n)
+{
+	int err = workers_steer_load(n);
+
+	if (!err)
+		err = fill_groups(cfg);
+	if (err)
+		workers_steer_unload();
+	return err;
+}
+
 int workers_attach(struct listener *ls, size_t n)
 {
 	int err = 0;
 
-	if (rp_skel) {
-		int prog = bpf_program__fd(rp_skel->progs.gw_rp_select);
-		int socks = bpf_map__fd(rp_skel->maps.worker_socks);
-		int groups = bpf_map__fd(rp_skel->maps.groups);
+	for (size_t i = 0; rp_skel && i < n; i++) {
+		int e = workers_steer_attach(ls[i].fd, workers_self);
 
-		for (size_t i = 0; i < n; i++) {
-			struct sockaddr_storage ss;
-			socklen_t len = sizeof(ss);
-			struct gw_rp_key key = {};
-			uint32_t g, idx;
-			uint64_t fd = (uint64_t)ls[i].fd;
-
-			if (getsockname(ls[i].fd, (struct sockaddr *)&ss, &len))
-				continue;
-			key.port = addr_port(&ss);
-			key.family = ss.ss_family;
-			if (bpf_map_lookup_elem(groups, &key, &g))
-				continue;
-			/* the program belongs to the reuseport group: any member attaches it */
-			if (setsockopt(ls[i].fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog,
-				       sizeof(prog))) {
-				err = -errno;
-				pr_err("workers: SO_ATTACH_REUSEPORT_EBPF on %s: %s",
-				       ls[i].listen->text, strerror(errno));
-				continue;
-			}
-			/* a new generation's worker takes over the slot of the one it replaces */
-			idx = g * GW_MAX_WORKERS + (uint32_t)workers_self;
-			if (bpf_map_update_elem(socks, &idx, &fd, BPF_ANY)) {
-				err = -errno;
-				pr_err("workers: steering slot %u for %s: %s", idx,
-				       ls[i].listen->text, strerror(errno));
-			}
+		if (e) {
+			err = e;
+			pr_err("workers: steering for %s: %s", ls[i].listen->text, strerror(-e));
 		}
 	}
 	if (ready_pipe[1] >= 0) {
@@ -192,25 +252,14 @@ static pid_t spawn(int index, unsigned int gen)
 
 static void rp_log_stats(void)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct gw_rp_stats *v, sum = {};
-	uint32_t zero = 0;
+	struct gw_rp_stats sum;
 
-	if (!rp_skel || ncpu <= 0 || !(v = calloc((size_t)ncpu, sizeof(*v))))
+	if (workers_steer_stats(&sum))
 		return;
-	if (bpf_map_lookup_elem(bpf_map__fd(rp_skel->maps.rp_stats), &zero, v) == 0) {
-		for (int i = 0; i < ncpu; i++) {
-			sum.by_cpu += v[i].by_cpu;
-			sum.fallback += v[i].fallback;
-			sum.migrated += v[i].migrated;
-			sum.migrate_fb += v[i].migrate_fb;
-		}
-		pr_notice("workers: connections steered to the receiving CPU's worker %llu, by the "
-			  "kernel's hash %llu; migrated from a closing listener %llu (by hash %llu)",
-			  (unsigned long long)sum.by_cpu, (unsigned long long)sum.fallback,
-			  (unsigned long long)sum.migrated, (unsigned long long)sum.migrate_fb);
-	}
-	free(v);
+	pr_notice("workers: connections steered to the receiving CPU's worker %llu, by the "
+		  "kernel's hash %llu; migrated from a closing listener %llu (by hash %llu)",
+		  (unsigned long long)sum.by_cpu, (unsigned long long)sum.fallback,
+		  (unsigned long long)sum.migrated, (unsigned long long)sum.migrate_fb);
 }
 
 static void signal_gen(struct wproc *w, size_t nw, unsigned int gen, int sig)
@@ -413,8 +462,7 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 	*exit_code = 0;
 out:
 	free(w);
-	gw_reuseport_bpf__destroy(rp_skel);
-	rp_skel = NULL;
+	workers_steer_unload();
 	close(ready_pipe[0]);
 	close(ready_pipe[1]);
 	return false;

@@ -15,6 +15,7 @@
 #ifndef GW_WORKERS_H
 #define GW_WORKERS_H
 
+#include "gw/bpf_types.h"
 #include "gw/conn.h"
 
 /* This process's worker index, or -1 in the master / a single-process gateway. */
@@ -38,5 +39,19 @@ bool workers_master(struct gw_config **cfg, struct gw_config *(*load)(void), int
  * Returns 0 or -errno (logged; the kernel's hash then steers).
  */
 int workers_attach(struct listener *ls, size_t n);
+
+/*
+ * The steering program on its own (the master uses these; tests too).
+ * load: for @n workers, once per process. group: the group number of a
+ * listening (port, family), allocated on first use (-ENOSPC past
+ * GW_MAX_GROUPS). attach: attach the program to @fd's reuseport group and
+ * make @fd worker @index's socket in it. stats: the counters summed over
+ * the CPUs. All return 0 (or the group) or -errno.
+ */
+int workers_steer_load(int n);
+int workers_steer_group(uint16_t port, int family);
+int workers_steer_attach(int fd, int index);
+int workers_steer_stats(struct gw_rp_stats *out);
+void workers_steer_unload(void);
 
 #endif /* GW_WORKERS_H */
