@@ -284,6 +284,7 @@ const struct gw_passthrough *passthrough_route(const struct gw_server *const *sr
 enum pt_relay {
 	PT_RELAY_SOCKMAP = 0, /* the kernel moves the bytes (eBPF sk_skb verdict) */
 	PT_RELAY_COPY = 1,    /* io_uring recv/send through a userspace buffer */
+	PT_RELAY_SPLICE = 2,  /* io_uring splice socket -> pipe -> socket (benchmark) */
 };
 
 enum pt_state {
@@ -300,6 +301,9 @@ enum pt_op_kind {
 	PT_OP_TIMER = 3,   /* retry forwarding a FIN */
 	PT_OP_RECV = 4,	   /* copy relay */
 	PT_OP_SEND = 5,
+	PT_OP_POLL = 6,	   /* splice relay: the readiness poll linked in front of a splice */
+	PT_OP_SPLICE_IN = 7,
+	PT_OP_SPLICE_OUT = 8,
 };
 
 #define PT_COPY_BUF (64 * 1024)
@@ -323,9 +327,11 @@ struct pt_dir {
 	bool eof;	  /* FIN received on from */
 	bool shut;	  /* FIN forwarded: shutdown(to, SHUT_WR) */
 	uint64_t bytes;
-	struct pt_op hup, in, out;
+	struct pt_op hup, in, out, pin, pout;
 	char *buf; /* copy relay */
 	size_t len, off;
+	int pipe[2]; /* splice relay */
+	size_t fill;
 };
 
 struct pt_conn {
@@ -377,7 +383,8 @@ static unsigned int pt_inflight(const struct pt_conn *pc)
 	unsigned int n = pc->peek.busy + pc->connect.busy + pc->timer.busy;
 
 	for (int i = 0; i < 2; i++)
-		n += pc->d[i].hup.busy + pc->d[i].in.busy + pc->d[i].out.busy;
+		n += pc->d[i].hup.busy + pc->d[i].in.busy + pc->d[i].out.busy +
+		     pc->d[i].pin.busy + pc->d[i].pout.busy;
 	return n;
 }
 
@@ -402,8 +409,12 @@ static void pt_free(struct pt_conn *pc)
 		close(pc->cfd);
 	if (pc->bfd >= 0)
 		close(pc->bfd);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		free(pc->d[i].buf);
+		for (int k = 0; k < 2; k++)
+			if (pc->d[i].pipe[k] >= 0)
+				close(pc->d[i].pipe[k]);
+	}
 	if (pc->gen && --pc->gen->refs == 0)
 		pc->gen->release(pc->gen);
 	free(pc);
@@ -735,6 +746,87 @@ static void on_copy_send(struct pt_conn *pc, int i, int res)
 		copy_recv(pc, i);
 }
 
+/* ---------------------------------------------------------- splice relay */
+
+/*
+ * io_uring splice socket -> pipe -> socket, each splice behind a linked
+ * readiness poll (an io-wq splice from a non-blocking socket with nothing to
+ * read returns EAGAIN). A benchmark reference (KTLSGW_PASSTHROUGH_RELAY=splice).
+ */
+static void splice_in(struct pt_conn *pc, int i)
+{
+	struct pt_dir *d = &pc->d[i];
+	struct io_uring_sqe *sqe;
+
+	if (d->in.busy || d->eof || d->fill)
+		return;
+	sqe = pt_sqe(pc, &d->pin);
+	io_uring_prep_poll_add(sqe, d->from, POLLIN);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_splice(pt_sqe(pc, &d->in), d->from, -1, d->pipe[1], -1, PT_COPY_BUF,
+			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+static void splice_out(struct pt_conn *pc, int i)
+{
+	struct pt_dir *d = &pc->d[i];
+	struct io_uring_sqe *sqe;
+
+	if (d->out.busy || !d->fill)
+		return;
+	sqe = pt_sqe(pc, &d->pout);
+	io_uring_prep_poll_add(sqe, d->to, POLLOUT);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_splice(pt_sqe(pc, &d->out), d->pipe[0], -1, d->to, -1, d->fill,
+			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+static void on_splice_in(struct pt_conn *pc, int i, int res)
+{
+	struct pt_dir *d = &pc->d[i];
+
+	if (pc->state != PT_RELAY)
+		return;
+	if (res == -EAGAIN || res == -EINTR || res == -ECANCELED) {
+		splice_in(pc, i);
+		return;
+	}
+	if (res < 0) {
+		pt_close(pc, i ? "backend splice failed" : "client splice failed", true);
+		return;
+	}
+	if (res == 0) {
+		d->eof = true;
+		pt_fins(pc);
+		return;
+	}
+	d->fill = (size_t)res;
+	d->bytes += (uint64_t)res;
+	splice_out(pc, i);
+}
+
+static void on_splice_out(struct pt_conn *pc, int i, int res)
+{
+	struct pt_dir *d = &pc->d[i];
+
+	if (pc->state != PT_RELAY)
+		return;
+	if (res == -EAGAIN || res == -EINTR || res == -ECANCELED) {
+		splice_out(pc, i);
+		return;
+	}
+	if (res <= 0) {
+		pt_close(pc, i ? "splice to the client failed" : "splice to the backend failed",
+			 true);
+		return;
+	}
+	d->fill -= MIN(d->fill, (size_t)res);
+	if (d->fill)
+		splice_out(pc, i);
+	else
+		splice_in(pc, i);
+}
+
 /* ------------------------------------------------------------- the route */
 
 /* PROXY v2 with the real addresses and AUTHORITY = SNI (no SSL TLVs: nothing was terminated). */
@@ -772,14 +864,23 @@ static void pt_start_relay(struct pt_conn *pc)
 	int one = 1;
 
 	pc->state = PT_RELAY;
-	pc->d[0] = (struct pt_dir){ .from = pc->cfd, .to = pc->bfd };
-	pc->d[1] = (struct pt_dir){ .from = pc->bfd, .to = pc->cfd };
+	pc->d[0] = (struct pt_dir){ .from = pc->cfd, .to = pc->bfd, .pipe = { -1, -1 } };
+	pc->d[1] = (struct pt_dir){ .from = pc->bfd, .to = pc->cfd, .pipe = { -1, -1 } };
 	for (int i = 0; i < 2; i++) {
 		struct pt_dir *d = &pc->d[i];
 
+		d->pin = (struct pt_op){ .pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i };
+		d->pout = (struct pt_op){ .pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i };
+
 		d->hup = (struct pt_op){ .pc = pc, .kind = PT_OP_HUP, .dir = (unsigned char)i };
-		d->in = (struct pt_op){ .pc = pc, .kind = PT_OP_RECV, .dir = (unsigned char)i };
-		d->out = (struct pt_op){ .pc = pc, .kind = PT_OP_SEND, .dir = (unsigned char)i };
+		d->in = (struct pt_op){ .pc = pc,
+					.kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_IN
+									     : PT_OP_RECV,
+					.dir = (unsigned char)i };
+		d->out = (struct pt_op){ .pc = pc,
+					 .kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_OUT
+									      : PT_OP_SEND,
+					 .dir = (unsigned char)i };
 	}
 	setsockopt(pc->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (pc->owner->proxy_protocol) {
@@ -823,6 +924,18 @@ static void pt_start_relay(struct pt_conn *pc)
 		setsockopt(pc->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 		arm_hup(pc, 0);
 		arm_hup(pc, 1);
+	} else if (pc->relay == PT_RELAY_SPLICE) {
+		setsockopt(pc->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+		for (int i = 0; i < 2; i++) {
+			if (pipe2(pc->d[i].pipe, O_NONBLOCK | O_CLOEXEC)) {
+				pc->d[i].pipe[0] = pc->d[i].pipe[1] = -1;
+				pt_close(pc, "no pipe for the splice relay", true);
+				return;
+			}
+			fcntl(pc->d[i].pipe[1], F_SETPIPE_SZ, PT_COPY_BUF);
+		}
+		splice_in(pc, 0);
+		splice_in(pc, 1);
 	} else {
 		setsockopt(pc->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 		for (int i = 0; i < 2; i++) {
@@ -838,7 +951,9 @@ static void pt_start_relay(struct pt_conn *pc)
 	pt_stats.spliced++;
 	pt_log(pc, GW_LOG_INFO, "%s sni \"%s\" alpn \"%s\" -> %s (%s)", pc->peer_text,
 	       pc->hello.sni, pc->hello.alpn, pc->route->target,
-	       pc->relay == PT_RELAY_SOCKMAP ? "sockmap" : "userspace copy");
+	       pc->relay == PT_RELAY_SOCKMAP  ? "sockmap"
+	       : pc->relay == PT_RELAY_SPLICE ? "io_uring splice"
+					      : "userspace copy");
 }
 
 static void on_connect(struct pt_conn *pc, int res)
@@ -961,7 +1076,10 @@ void passthrough_accepted(struct listener *lst, int fd)
 	pc->id = ++w->next_id;
 	pc->cfd = fd;
 	pc->bfd = -1;
-	pc->relay = pt_sockmap ? pt_relay_mode : PT_RELAY_COPY;
+	for (int i = 0; i < 2; i++)
+		pc->d[i].pipe[0] = pc->d[i].pipe[1] = -1;
+	pc->relay = pt_sockmap || pt_relay_mode != PT_RELAY_SOCKMAP ? pt_relay_mode
+								       : PT_RELAY_COPY;
 	pc->gen = lst->gen;
 	if (pc->gen)
 		pc->gen->refs++;
@@ -1018,6 +1136,12 @@ void passthrough_complete(void *p, int res, unsigned int flags)
 		break;
 	case PT_OP_SEND:
 		on_copy_send(pc, op->dir, res);
+		break;
+	case PT_OP_SPLICE_IN:
+		on_splice_in(pc, op->dir, res);
+		break;
+	case PT_OP_SPLICE_OUT:
+		on_splice_out(pc, op->dir, res);
 		break;
 	default:
 		break;
@@ -1095,9 +1219,11 @@ int passthrough_init(const struct gw_config *cfg)
 		any |= cfg->servers[i].npassthroughs > 0;
 	if (!any || pt_sockmap)
 		return 0;
-	if (mode && strcmp(mode, "copy") == 0) {
-		pt_relay_mode = PT_RELAY_COPY;
-		pr_notice("passthrough: KTLSGW_PASSTHROUGH_RELAY=copy, userspace relay");
+	if (mode && (strcmp(mode, "copy") == 0 || strcmp(mode, "splice") == 0)) {
+		pt_relay_mode = mode[0] == 'c' ? PT_RELAY_COPY : PT_RELAY_SPLICE;
+		pr_notice("passthrough: KTLSGW_PASSTHROUGH_RELAY=%s, relayed by io_uring in "
+			  "userspace",
+			  mode);
 		return 0;
 	}
 	err = sockmap_open(&pt_sockmap);
