@@ -256,6 +256,7 @@ void worker_fini(struct worker *w)
 	}
 	io_uring_queue_exit(&w->ring); /* cancels and waits for anything left */
 	conn_free_all(w);
+	passthrough_free_all(w);
 	if (w->sigfd >= 0)
 		close(w->sigfd);
 }

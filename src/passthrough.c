@@ -344,6 +344,7 @@ struct pt_conn {
 	enum pt_relay relay;
 	int cfd, bfd;
 	bool paired; /* in the sockmap */
+	bool linked; /* in pt_conns, counted in w->nconns (until freed or handed over) */
 	uint64_t start_ms, deadline_ms, fin_since_ms;
 	const char *close_reason;
 	struct pt_hello hello;
@@ -390,6 +391,9 @@ static unsigned int pt_inflight(const struct pt_conn *pc)
 
 static void pt_unlink(struct pt_conn *pc)
 {
+	if (!pc->linked)
+		return;
+	pc->linked = false;
 	if (pc->prev)
 		pc->prev->next = pc->next;
 	else
@@ -403,6 +407,7 @@ static void pt_unlink(struct pt_conn *pc)
 
 static void pt_free(struct pt_conn *pc)
 {
+	pt_unlink(pc);
 	if (pc->paired)
 		sockmap_unpair(pt_sockmap, pc->d[0].from_ck, pc->d[1].from_ck);
 	if (pc->cfd >= 0)
@@ -449,7 +454,6 @@ static void pt_close(struct pt_conn *pc, const char *reason, bool reset)
 	pt_read_counters(pc);
 	pc->close_reason = reason;
 	pc->state = PT_CLOSING;
-	pt_unlink(pc);
 	pt_stats.closed++;
 	if (reset)
 		pt_stats.resets++;
@@ -1106,6 +1110,7 @@ void passthrough_accepted(struct listener *lst, int fd)
 	pt_conns = pc;
 	pt_nconns++;
 	w->nconns++;
+	pc->linked = true;
 	arm_peek(pc);
 }
 
@@ -1192,7 +1197,7 @@ void passthrough_abort_all(struct worker *w, const char *reason)
 
 	for (pc = pt_conns; pc; pc = next) {
 		next = pc->next;
-		if (pc->w != w)
+		if (pc->w != w || pc->state == PT_CLOSING)
 			continue;
 		pt_close(pc, reason, true);
 		pt_maybe_free(pc);
@@ -1235,6 +1240,18 @@ int passthrough_init(const struct gw_config *cfg)
 	}
 	pr_notice("passthrough: eBPF sockmap loaded (sk_skb stream verdict on a sockhash)");
 	return 0;
+}
+
+void passthrough_free_all(struct worker *w)
+{
+	struct pt_conn *pc, *next;
+
+	/* the ring is gone: no op of theirs can complete any more */
+	for (pc = pt_conns; pc; pc = next) {
+		next = pc->next;
+		if (pc->w == w)
+			pt_free(pc);
+	}
 }
 
 void passthrough_fini(void)

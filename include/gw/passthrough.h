@@ -57,6 +57,8 @@ void passthrough_sweep(struct worker *w, uint64_t now);
 
 /* Shutdown (worker_fini): close every passthrough connection, map entries removed. */
 void passthrough_abort_all(struct worker *w, const char *reason);
+/* After the ring is gone (worker_fini): free what is left. */
+void passthrough_free_all(struct worker *w);
 
 /*
  * Load the sockmap programs now if @cfg has passthrough routes (once per
