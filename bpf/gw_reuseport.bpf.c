@@ -18,7 +18,7 @@ const volatile __u32 nworkers = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, GW_MAX_GROUPS * GW_MAX_WORKERS);
+	__uint(max_entries, GW_MAX_GROUPS *GW_MAX_WORKERS);
 	__type(key, __u32);
 	__type(value, __u64);
 } worker_socks SEC(".maps");

@@ -79,7 +79,7 @@ static unsigned int rd_u16(struct rd *r)
 /* A sub-reader over the next @len bytes (skipped in @r). */
 static struct rd rd_sub(struct rd *r, size_t len)
 {
-	struct rd s = { .p = r->p + r->off, .n = len };
+	struct rd s = {.p = r->p + r->off, .n = len};
 
 	if (r->off + len > r->n) {
 		r->bad = true;
@@ -154,7 +154,7 @@ static int parse_body(struct rd b, struct pt_hello *h)
 	if (rd_u8(&b) != 3) /* legacy_version 3.x */
 		return -EINVAL;
 	rd_u8(&b);
-	rd_sub(&b, 32);				  /* random */
+	rd_sub(&b, 32);				   /* random */
 	if (rd_sub(&b, rd_u8(&b)).n > 32 || b.bad) /* legacy_session_id */
 		return -EINVAL;
 	{
@@ -233,7 +233,7 @@ int passthrough_parse_hello(const unsigned char *p, size_t n, struct pt_hello *h
 	if (have < need)
 		return n >= GW_PT_PEEK_MAX ? -E2BIG : -EAGAIN;
 	h->len = MIN(off, n);
-	return parse_body((struct rd){ .p = hs + 4, .n = need - 4 }, h);
+	return parse_body((struct rd){.p = hs + 4, .n = need - 4}, h);
 }
 
 static bool name_match(const char *pattern, const char *host, size_t *score)
@@ -301,7 +301,7 @@ enum pt_op_kind {
 	PT_OP_TIMER = 3,   /* retry forwarding a FIN */
 	PT_OP_RECV = 4,	   /* copy relay */
 	PT_OP_SEND = 5,
-	PT_OP_POLL = 6,	   /* splice relay: the readiness poll linked in front of a splice */
+	PT_OP_POLL = 6, /* splice relay: the readiness poll linked in front of a splice */
 	PT_OP_SPLICE_IN = 7,
 	PT_OP_SPLICE_OUT = 8,
 };
@@ -314,8 +314,8 @@ struct pt_conn;
 /* Every io_uring op names one of these (16-byte aligned, as loop.c requires). */
 struct GW_OP_ALIGNED pt_op {
 	struct pt_conn *pc;
-	unsigned char kind;	/* enum pt_op_kind */
-	unsigned char dir;	/* 0: client -> backend, 1: backend -> client */
+	unsigned char kind; /* enum pt_op_kind */
+	unsigned char dir;  /* 0: client -> backend, 1: backend -> client */
 	bool busy;
 };
 
@@ -354,7 +354,7 @@ struct pt_conn {
 	struct pt_op peek, connect, timer;
 	struct __kernel_timespec ts;
 	unsigned int fin_wait_ms;
-	int reset_from;		   /* -1, or the side (0 client, 1 backend) that reset */
+	int reset_from; /* -1, or the side (0 client, 1 backend) that reset */
 	const char *reset_reason;
 	uint64_t reset_deadline_ms; /* give up delivering its last bytes then */
 	struct pt_dir d[2];
@@ -384,8 +384,8 @@ static unsigned int pt_inflight(const struct pt_conn *pc)
 	unsigned int n = pc->peek.busy + pc->connect.busy + pc->timer.busy;
 
 	for (int i = 0; i < 2; i++)
-		n += pc->d[i].hup.busy + pc->d[i].in.busy + pc->d[i].out.busy +
-		     pc->d[i].pin.busy + pc->d[i].pout.busy;
+		n += pc->d[i].hup.busy + pc->d[i].in.busy + pc->d[i].out.busy + pc->d[i].pin.busy +
+		     pc->d[i].pout.busy;
 	return n;
 }
 
@@ -446,7 +446,7 @@ static void pt_read_counters(struct pt_conn *pc)
  */
 static void pt_close(struct pt_conn *pc, const char *reason, bool reset)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	struct io_uring_sqe *sqe;
 
 	if (pc->state == PT_CLOSING)
@@ -590,9 +590,10 @@ static bool pt_forward_fin(struct pt_conn *pc, int i)
 	}
 	shutdown(d->to, SHUT_WR);
 	d->shut = true;
-	pt_log(pc, GW_LOG_DEBUG, "%s FIN forwarded after %llu bytes (peer's TCP: %llu, %llu before)",
-	       i ? "backend" : "client", (unsigned long long)d->bytes,
-	       (unsigned long long)written, (unsigned long long)d->base);
+	pt_log(pc, GW_LOG_DEBUG,
+	       "%s FIN forwarded after %llu bytes (peer's TCP: %llu, %llu before)",
+	       i ? "backend" : "client", (unsigned long long)d->bytes, (unsigned long long)written,
+	       (unsigned long long)d->base);
 	return true;
 }
 
@@ -868,23 +869,23 @@ static void pt_start_relay(struct pt_conn *pc)
 	int one = 1;
 
 	pc->state = PT_RELAY;
-	pc->d[0] = (struct pt_dir){ .from = pc->cfd, .to = pc->bfd, .pipe = { -1, -1 } };
-	pc->d[1] = (struct pt_dir){ .from = pc->bfd, .to = pc->cfd, .pipe = { -1, -1 } };
+	pc->d[0] = (struct pt_dir){.from = pc->cfd, .to = pc->bfd, .pipe = {-1, -1}};
+	pc->d[1] = (struct pt_dir){.from = pc->bfd, .to = pc->cfd, .pipe = {-1, -1}};
 	for (int i = 0; i < 2; i++) {
 		struct pt_dir *d = &pc->d[i];
 
-		d->pin = (struct pt_op){ .pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i };
-		d->pout = (struct pt_op){ .pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i };
+		d->pin = (struct pt_op){.pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i};
+		d->pout = (struct pt_op){.pc = pc, .kind = PT_OP_POLL, .dir = (unsigned char)i};
 
-		d->hup = (struct pt_op){ .pc = pc, .kind = PT_OP_HUP, .dir = (unsigned char)i };
-		d->in = (struct pt_op){ .pc = pc,
-					.kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_IN
-									     : PT_OP_RECV,
-					.dir = (unsigned char)i };
-		d->out = (struct pt_op){ .pc = pc,
-					 .kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_OUT
-									      : PT_OP_SEND,
-					 .dir = (unsigned char)i };
+		d->hup = (struct pt_op){.pc = pc, .kind = PT_OP_HUP, .dir = (unsigned char)i};
+		d->in = (struct pt_op){.pc = pc,
+				       .kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_IN
+									    : PT_OP_RECV,
+				       .dir = (unsigned char)i};
+		d->out = (struct pt_op){.pc = pc,
+					.kind = pc->relay == PT_RELAY_SPLICE ? PT_OP_SPLICE_OUT
+									     : PT_OP_SEND,
+					.dir = (unsigned char)i};
 	}
 	setsockopt(pc->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (pc->owner->proxy_protocol) {
@@ -995,7 +996,7 @@ static void pt_route(struct pt_conn *pc)
 	pc->deadline_ms = gw_now_ms() + (uint64_t)(pc->owner->proxy_connect_timeout_ms > 0
 							   ? pc->owner->proxy_connect_timeout_ms
 							   : 60000);
-	pc->connect = (struct pt_op){ .pc = pc, .kind = PT_OP_CONNECT };
+	pc->connect = (struct pt_op){.pc = pc, .kind = PT_OP_CONNECT};
 	io_uring_prep_connect(pt_sqe(pc, &pc->connect), pc->bfd,
 			      (const struct sockaddr *)&pc->route->addr, pc->route->addrlen);
 }
@@ -1082,8 +1083,7 @@ void passthrough_accepted(struct listener *lst, int fd)
 	pc->bfd = -1;
 	for (int i = 0; i < 2; i++)
 		pc->d[i].pipe[0] = pc->d[i].pipe[1] = -1;
-	pc->relay = pt_sockmap || pt_relay_mode != PT_RELAY_SOCKMAP ? pt_relay_mode
-								       : PT_RELAY_COPY;
+	pc->relay = pt_sockmap || pt_relay_mode != PT_RELAY_SOCKMAP ? pt_relay_mode : PT_RELAY_COPY;
 	pc->gen = lst->gen;
 	if (pc->gen)
 		pc->gen->refs++;
@@ -1091,8 +1091,8 @@ void passthrough_accepted(struct listener *lst, int fd)
 	hs_ms = tls_srv_server(lst->group[0])->handshake_timeout_ms;
 	pc->deadline_ms = pc->start_ms + (uint64_t)(hs_ms > 0 ? hs_ms : 10000);
 	pc->reset_from = -1;
-	pc->peek = (struct pt_op){ .pc = pc, .kind = PT_OP_PEEK };
-	pc->timer = (struct pt_op){ .pc = pc, .kind = PT_OP_TIMER };
+	pc->peek = (struct pt_op){.pc = pc, .kind = PT_OP_PEEK};
+	pc->timer = (struct pt_op){.pc = pc, .kind = PT_OP_TIMER};
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
 		char host[48] = "?";
 
@@ -1181,8 +1181,9 @@ void passthrough_sweep(struct worker *w, uint64_t now)
 				if (err) {
 					pt_log(pc, GW_LOG_INFO, "%s socket: %s",
 					       i ? "backend" : "client", strerror(err));
-					pt_reset(pc, i, i ? "backend reset the connection"
-							  : "client reset the connection");
+					pt_reset(pc, i,
+						 i ? "backend reset the connection"
+						   : "client reset the connection");
 					break;
 				}
 			}

@@ -115,7 +115,7 @@ uint64_t sockmap_cookie(int fd)
 
 int sockmap_pair(struct sockmap *sm, int a, uint64_t ca, int b, uint64_t cb)
 {
-	struct gw_pt_peer pa = { .peer_cookie = cb }, pb = { .peer_cookie = ca };
+	struct gw_pt_peer pa = {.peer_cookie = cb}, pb = {.peer_cookie = ca};
 	uint64_t fa = (uint64_t)a, fb = (uint64_t)b;
 	int err;
 

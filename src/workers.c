@@ -34,7 +34,7 @@ struct wproc {
 };
 
 static struct gw_reuseport_bpf *rp_skel; /* NULL: the kernel's hash steers */
-static int ready_pipe[2] = { -1, -1 };	 /* workers write their index when ready */
+static int ready_pipe[2] = {-1, -1};	 /* workers write their index when ready */
 static int nworkers;
 
 int workers_count(const struct gw_config *cfg)
@@ -66,7 +66,7 @@ static uint16_t addr_port(const struct sockaddr_storage *ss)
 int workers_steer_group(uint16_t port, int family)
 {
 	int fd = bpf_map__fd(rp_skel->maps.groups);
-	struct gw_rp_key key = { .port = port, .family = (uint32_t)family };
+	struct gw_rp_key key = {.port = port, .family = (uint32_t)family};
 	uint32_t g = 0, k, next = 0;
 	void *prev = NULL;
 	struct gw_rp_key cur, nk;
@@ -357,7 +357,7 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 
 		if (pid == 0)
 			goto child;
-		w[nw++] = (struct wproc){ .pid = pid, .index = i, .gen = gen };
+		w[nw++] = (struct wproc){.pid = pid, .index = i, .gen = gen};
 	}
 	if (!wait_ready(w, nw, gen, 15000)) {
 		pr_emerg("workers: a worker failed to start; stopping");
@@ -373,7 +373,7 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 
 	while (alive(w, nw) > 0) {
 		siginfo_t si;
-		struct timespec ts = { .tv_sec = 1 };
+		struct timespec ts = {.tv_sec = 1};
 		int sig = sigtimedwait(&set, &si, &ts);
 		pid_t pid;
 		int st;
@@ -394,8 +394,8 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 					if (np == 0)
 						goto child;
 					if (np > 0)
-						w[i] = (struct wproc){ .pid = np, .index = w[i].index,
-								       .gen = gen };
+						w[i] = (struct wproc){
+							.pid = np, .index = w[i].index, .gen = gen};
 				}
 			}
 		}
@@ -439,7 +439,7 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 					*cfgp = ncfg;
 					goto child_keep;
 				}
-				w[nw++] = (struct wproc){ .pid = np, .index = i, .gen = ngen };
+				w[nw++] = (struct wproc){.pid = np, .index = i, .gen = ngen};
 			}
 			if (!wait_ready(w, nw, ngen, 15000)) {
 				pr_err("reload: new workers failed to start, keeping the old ones");

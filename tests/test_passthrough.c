@@ -132,8 +132,8 @@ void test_passthrough_hello_garbage(void)
 	ASSERT_EQ(passthrough_parse_hello((const unsigned char *)"\x16\x07", 2, &h), -EINVAL,
 		  "bad record version");
 	/* an alert record */
-	ASSERT_EQ(passthrough_parse_hello((const unsigned char *)"\x15\x03\x01\x00\x02\x02\x28",
-					  7, &h),
+	ASSERT_EQ(passthrough_parse_hello((const unsigned char *)"\x15\x03\x01\x00\x02\x02\x28", 7,
+					  &h),
 		  -EINVAL, "alert");
 	/* a ServerHello-type handshake */
 	ASSERT_EQ(passthrough_parse_hello((const unsigned char *)"\x16\x03\x01\x00\x04\x02\x00\x00"
@@ -224,15 +224,15 @@ void test_passthrough_hello_bad_sni(void)
 void test_passthrough_route_match(void)
 {
 	struct gw_passthrough a[] = {
-		{ .server_name = (char *)"*.example.com", .target = (char *)"w:1" },
-		{ .server_name = (char *)"exact.example.com", .target = (char *)"e:1" },
+		{.server_name = (char *)"*.example.com", .target = (char *)"w:1"},
+		{.server_name = (char *)"exact.example.com", .target = (char *)"e:1"},
 	};
 	struct gw_passthrough b[] = {
-		{ .server_name = (char *)"*.deep.example.com", .target = (char *)"d:1" },
+		{.server_name = (char *)"*.deep.example.com", .target = (char *)"d:1"},
 	};
-	struct gw_server s1 = { .passthroughs = a, .npassthroughs = 2 };
-	struct gw_server s2 = { .passthroughs = b, .npassthroughs = 1 };
-	const struct gw_server *srvs[] = { &s1, &s2 }, *owner = NULL;
+	struct gw_server s1 = {.passthroughs = a, .npassthroughs = 2};
+	struct gw_server s2 = {.passthroughs = b, .npassthroughs = 1};
+	const struct gw_server *srvs[] = {&s1, &s2}, *owner = NULL;
 	const struct gw_passthrough *r;
 
 	r = passthrough_route(srvs, 2, "exact.example.com", &owner);

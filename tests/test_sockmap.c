@@ -18,7 +18,7 @@
 /* A connected loopback pair: *@c the connecting end, *@s the accepted one. */
 static int tcp_pair(int *c, int *s)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int l = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -51,7 +51,7 @@ static ssize_t read_n(int fd, char *p, size_t n)
 	size_t got = 0;
 
 	while (got < n) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
 		if (poll(&pfd, 1, 5000) != 1)
@@ -108,7 +108,7 @@ void test_sockmap_pair_moves_bytes(void)
 	/* a FIN from c1: s1 reports it to poll while its bytes go through the verdict */
 	shutdown(c1, SHUT_WR);
 	{
-		struct pollfd pfd = { .fd = s1, .events = POLLRDHUP };
+		struct pollfd pfd = {.fd = s1, .events = POLLRDHUP};
 
 		ASSERT_EQ(poll(&pfd, 1, 2000), 1, "poll RDHUP");
 		ASSERT_TRUE(pfd.revents & POLLRDHUP, "RDHUP");

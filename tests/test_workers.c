@@ -17,8 +17,9 @@
 
 static int reuseport_listener(uint16_t *port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-				 .sin_port = htons(*port) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons(*port)};
 	socklen_t len = sizeof(a);
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
@@ -32,8 +33,9 @@ static int reuseport_listener(uint16_t *port)
 
 static int connect_from_cpu(uint16_t port, int cpu)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-				 .sin_port = htons(port) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons(port)};
 	cpu_set_t set, saved;
 	int fd;
 
@@ -53,7 +55,7 @@ static int connect_from_cpu(uint16_t port, int cpu)
 /* Accept every queued connection of @l (waiting up to 200 ms for the first). */
 static int accept_all(int l)
 {
-	struct pollfd p = { .fd = l, .events = POLLIN };
+	struct pollfd p = {.fd = l, .events = POLLIN};
 	int n = 0, fd;
 
 	poll(&p, 1, 200);
@@ -130,7 +132,7 @@ void test_workers_migrate_on_close(void)
 	ASSERT_EQ(st.migrated, 10, "migrated by the program");
 	for (int i = 0; i < 10; i++) {
 		/* a reset one would read ECONNRESET; a migrated one is just closed by us: EOF */
-		struct pollfd p = { .fd = c[i], .events = POLLIN };
+		struct pollfd p = {.fd = c[i], .events = POLLIN};
 
 		poll(&p, 1, 1000);
 		ASSERT_EQ(recv(c[i], &b, 1, 0), 0, "clean EOF, no reset");

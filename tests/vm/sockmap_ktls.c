@@ -33,8 +33,8 @@
 
 static int npass, nfail, nskip;
 
-static void __attribute__((format(printf, 3, 4))) result(const char *name, int ok,
-								  const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4)))
+result(const char *name, int ok, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -79,7 +79,7 @@ static int sockhash_insert(int map, int fd)
 
 static int tcp_pair(int *c, int *s)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int l = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -135,19 +135,23 @@ int main(void)
 	if (!err)
 		err = sockhash_insert(map, s);
 	if (err) {
-		result("order_a_insert", 0, "a plain TCP socket must enter the map (%d: %s)", -err, strerror(-err));
+		result("order_a_insert", 0, "a plain TCP socket must enter the map (%d: %s)", -err,
+		       strerror(-err));
 		goto out;
 	}
 	err = set_ulp(s);
 	if (err) {
 		/* refused even earlier: the ULP itself */
-		result("order_a_ulp_or_tls_tx", err == -EINVAL, "TCP_ULP on a socket in a sockmap: "
-		       "%d (%s) (EINVAL expected)", -err, strerror(-err));
+		result("order_a_ulp_or_tls_tx", err == -EINVAL,
+		       "TCP_ULP on a socket in a sockmap: "
+		       "%d (%s) (EINVAL expected)",
+		       -err, strerror(-err));
 	} else {
 		err = set_tls(s, TLS_TX);
 		result("order_a_tls_tx", err == -EINVAL,
 		       "TLS_TX on a socket in a sockmap: %d (%s) (EINVAL expected; 0 means the "
-		       "kernel allows kTLS + sockmap now: revisit DESIGN.md)", -err, strerror(-err));
+		       "kernel allows kTLS + sockmap now: revisit DESIGN.md)",
+		       -err, strerror(-err));
 		err = set_tls(s, TLS_RX);
 		result("order_a_tls_rx", err == -EINVAL,
 		       "TLS_RX on a socket in a sockmap: %d (%s) (EINVAL expected)", -err,
@@ -158,13 +162,15 @@ int main(void)
 
 	/* order B: kTLS first, then the map */
 	if (tcp_pair(&c, &s) || set_ulp(s) || set_tls(s, TLS_TX)) {
-		result("order_b_tls_tx", 0, "TLS_TX on a fresh socket (%d: %s)", errno, strerror(errno));
+		result("order_b_tls_tx", 0, "TLS_TX on a fresh socket (%d: %s)", errno,
+		       strerror(errno));
 		goto out;
 	}
 	err = sockhash_insert(map, s);
 	result("order_b_insert", err == -EINVAL,
 	       "a kTLS socket into a sockmap: %d (%s) (EINVAL expected; 0 means the kernel "
-	       "allows kTLS + sockmap now: revisit DESIGN.md)", -err, strerror(-err));
+	       "allows kTLS + sockmap now: revisit DESIGN.md)",
+	       -err, strerror(-err));
 out:
 	if (c >= 0)
 		close(c);
