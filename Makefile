@@ -124,6 +124,10 @@ vmtest: deps $(BIN) build/ktlsgw
 		printf '  %-8s %s\n' CC build/vm/ktls-openssl; \
 		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/ktls_openssl.c \
 			-o build/vm/ktls-openssl -lssl -lcrypto; }
+	$(Q)[ build/vm/sockmap-ktls -nt tests/vm/sockmap_ktls.c ] || { \
+		printf '  %-8s %s\n' CC build/vm/sockmap-ktls; \
+		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/sockmap_ktls.c \
+			-o build/vm/sockmap-ktls; }
 	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
 	$(Q)scripts/vmtest.sh --quiet --timeout $(or $(VMTEST_TIMEOUT),1800) -e GW_BIN=$(BIN) \
 		-e GW_CERTS=$(OUT)/certs -e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl \
