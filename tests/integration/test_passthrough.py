@@ -793,3 +793,51 @@ def t_reload_storm():
     print("      storm: %d passthrough + %d terminated connections, 2 reloads, 0 lost; "
           "migrated from closing listeners: %s" % (counts["ok"], counts["tls"],
                                                   m.group(1) if m else "?"), flush=True)
+
+
+@test("passthrough/without-bpf-userspace-fallback", timeout=60)
+def t_no_bpf():
+    """Run as nobody (no CAP_BPF): -V says the programs do not load, the start logs a
+    warning, and passthrough routes still work, relayed by io_uring in userspace."""
+    import shutil
+    from lib import TMPROOT
+    if not shutil.which("setpriv"):
+        raise Skip("no setpriv")
+    need_gw()
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--inh-caps=-all", GW_BIN, "-V"], capture_output=True, text=True,
+                         timeout=20)
+    check("bpf: no (loading the sockmap programs: Operation not permitted" in out.stdout,
+          "-V: %r" % out.stdout)
+    d = os.path.join(TMPROOT, "nobody")
+    os.makedirs(d, exist_ok=True)
+    for n in ("server.crt", "server.key"):
+        shutil.copy(cert(n), d)
+        os.chown(os.path.join(d, n), 65534, 65534)
+    os.chmod(TMPROOT, 0o711)
+    be = RawBackend(lambda c, i: c.sendall(b"ok"))
+    ports = {"P0": free_port(), "BPORT": "127.0.0.1:%d" % be.port, "TPORT": 9}
+    block = PT_BLOCK.replace("@CERTS@/server.", d + "/server.") % dict(extra="")
+    block = block.replace("ssl_client_certificate @CERTS@/ca-all.pem;", "")
+    block = block.replace("ssl_verify_client on;", "")
+    srv = Server("gw", stream=[block], ports=ports, name="nobpf")
+    os.chmod(srv.dir, 0o755)
+    os.chmod(srv.conf, 0o644)
+    orig = srv.argv
+    srv.argv = lambda: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "--inh-caps=-all"] + orig()
+    srv.start(wait_ports=[])
+    with srv as gw:
+        deadline = time.monotonic() + 10 * SLOW
+        while "started" not in gw.logtext() and time.monotonic() < deadline:
+            gw.check_alive("start")
+            time.sleep(0.05)
+        check("eBPF sockmap unavailable" in gw.logtext(), "warning: %r" % gw.logtext()[-600:])
+        hello = client_hello("pass.example")
+        s = raw_connect(gw.ports["P0"])
+        s.sendall(hello)
+        check_eq(recv_exact(s, 2), b"ok", "answer through the userspace relay")
+        s.close()
+        check_eq(be.hellos, [hello], "ClientHello intact")
+        time.sleep(0.2)
+        check("(userspace copy)" in gw.logtext(), "relay logged: %r" % gw.logtext()[-600:])
