@@ -45,7 +45,7 @@ endif
 CLANG_BPF_SYS_INCLUDES = $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
-	-Iinclude $(CLANG_BPF_SYS_INCLUDES) -MMD -MP
+	-Iinclude -I$(OUT) $(CLANG_BPF_SYS_INCLUDES) -MMD -MP
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 SKELS     := $(BPF_SRCS:bpf/%.bpf.c=$(OUT)/%.skel.h)
@@ -63,9 +63,16 @@ all: build/ktlsgw
 build/ktlsgw: $(BIN)
 	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/ktlsgw build/ktlsgw)
 
-$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf
+$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf $(OUT)/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Kernel types for CO-RE reads (bpf/gw_sockmap.bpf.c reads tcp_sock), from the build
+# machine's BTF; relocated at load time to the running kernel's layout.
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+$(OUT)/vmlinux.h: | $(OUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
 
 $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
 	$(call msg,GEN-SKEL,$@)

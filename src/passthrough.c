@@ -304,6 +304,7 @@ enum pt_op_kind {
 	PT_OP_POLL = 6, /* splice relay: the readiness poll linked in front of a splice */
 	PT_OP_SPLICE_IN = 7,
 	PT_OP_SPLICE_OUT = 8,
+	PT_OP_EVENTS = 9, /* poll on the verdict's queue-limit events (no connection) */
 };
 
 #define PT_COPY_BUF (64 * 1024)
@@ -361,11 +362,16 @@ struct pt_conn {
 };
 
 static struct sockmap *pt_sockmap;
+static struct pt_op pt_events = { .kind = PT_OP_EVENTS };
+static struct worker *pt_events_w;
+
+static void arm_events(struct worker *w);
+static void on_behind(void *ctx, uint64_t cookie);
 static enum pt_relay pt_relay_mode = PT_RELAY_SOCKMAP;
 static struct pt_conn *pt_conns;
 static unsigned long pt_nconns;
 static struct {
-	unsigned long spliced, terminated, closed, resets, fin_timeouts;
+	unsigned long spliced, terminated, closed, resets, fin_timeouts, queue_limit;
 } pt_stats;
 
 #define pt_log(pc, lvl, fmt, ...) gw_log(lvl, "conn=%lu passthrough: " fmt, (pc)->id, ##__VA_ARGS__)
@@ -1111,7 +1117,51 @@ void passthrough_accepted(struct listener *lst, int fd)
 	pt_nconns++;
 	w->nconns++;
 	pc->linked = true;
+	arm_events(w);
 	arm_peek(pc);
+}
+
+/*
+ * The verdict's report: the peer of socket @cookie fell queue_max behind.
+ * The kernel would keep queueing without a limit: the connection is reset.
+ */
+static void on_behind(void *ctx, uint64_t cookie)
+{
+	for (struct pt_conn *pc = pt_conns; pc; pc = pc->next) {
+		if (pc->state != PT_RELAY || pc->relay != PT_RELAY_SOCKMAP)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (pc->d[i].from_ck != cookie)
+				continue;
+			pt_log(pc, GW_LOG_WARN,
+			       "the %s reads more slowly than the %s sends: more than %u bytes "
+			       "wait in the kernel for it (KTLSGW_PT_QUEUE_MAX)",
+			       i ? "client" : "backend", i ? "backend" : "client",
+			       sockmap_queue_max(pt_sockmap));
+			pt_stats.queue_limit++;
+			pt_close(pc, i ? "the client fell too far behind" :
+					 "the backend fell too far behind", true);
+			pt_maybe_free(pc);
+			return;
+		}
+	}
+}
+
+static void arm_events(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int fd;
+
+	if (!pt_sockmap || pt_events.busy)
+		return;
+	fd = sockmap_events(pt_sockmap, on_behind, NULL);
+	if (fd < 0)
+		return;
+	sqe = worker_sqe(w);
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&pt_events | OP_PASSTHROUGH);
+	pt_events.busy = true;
+	pt_events_w = w;
 }
 
 void passthrough_complete(void *p, int res, unsigned int flags)
@@ -1120,6 +1170,12 @@ void passthrough_complete(void *p, int res, unsigned int flags)
 	struct pt_conn *pc = op->pc;
 
 	op->busy = false;
+	if (op->kind == PT_OP_EVENTS) {
+		sockmap_events_consume(pt_sockmap);
+		if (res >= 0 && !pt_events_w->stop)
+			arm_events(pt_events_w);
+		return;
+	}
 	switch (op->kind) {
 	case PT_OP_PEEK:
 		on_peek(pc, res);
@@ -1208,10 +1264,10 @@ void passthrough_abort_all(struct worker *w, const char *reason)
 
 		sockmap_count(pt_sockmap, &ns, &np);
 		pr_notice("passthrough: %lu spliced, %lu terminated after the peek, %lu closed "
-			  "(%lu reset, %lu FIN timeouts); sockmap entries left: %zu sockets, %zu "
-			  "peers",
+			  "(%lu reset, %lu FIN timeouts, %lu over the kernel queue limit); sockmap "
+			  "entries left: %zu sockets, %zu peers",
 			  pt_stats.spliced, pt_stats.terminated, pt_stats.closed, pt_stats.resets,
-			  pt_stats.fin_timeouts, ns, np);
+			  pt_stats.fin_timeouts, pt_stats.queue_limit, ns, np);
 	}
 }
 
@@ -1239,6 +1295,9 @@ int passthrough_init(const struct gw_config *cfg)
 			-err, strerror(-err));
 		return err;
 	}
+	/* the events ring buffer's fd now, not with the first connection */
+	if (sockmap_events(pt_sockmap, on_behind, NULL) < 0)
+		pr_warn("passthrough: no queue-limit events: %s", strerror(errno));
 	pr_notice("passthrough: eBPF sockmap loaded (sk_skb stream verdict on a sockhash)");
 	return 0;
 }

@@ -17,14 +17,18 @@
 #include "gw/sockmap.h"
 #include "gw_sockmap.skel.h"
 
-_Static_assert(sizeof(struct gw_pt_peer) == 32, "gw_pt_peer ABI");
-_Static_assert(sizeof(struct gw_pt_stats) == 32, "gw_pt_stats ABI");
+_Static_assert(sizeof(struct gw_pt_peer) == 40, "gw_pt_peer ABI");
+_Static_assert(sizeof(struct gw_pt_stats) == 40, "gw_pt_stats ABI");
 _Static_assert(sizeof(struct gw_rp_key) == 8, "gw_rp_key ABI");
 _Static_assert(sizeof(struct gw_rp_stats) == 32, "gw_rp_stats ABI");
 
 struct sockmap {
 	struct gw_sockmap_bpf *skel;
 	int hash_fd, peers_fd, stats_fd;
+	uint32_t queue_max;
+	struct ring_buffer *events;
+	void (*on_behind)(void *ctx, uint64_t cookie);
+	void *ctx;
 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -51,6 +55,7 @@ void sockmap_log_libbpf(void)
 
 int sockmap_open(struct sockmap **out)
 {
+	const char *qm = getenv("KTLSGW_PT_QUEUE_MAX");
 	struct sockmap *sm;
 	int err;
 
@@ -64,6 +69,10 @@ int sockmap_open(struct sockmap **out)
 		pr_err("bpf: open gw_sockmap: %s", strerror(-err));
 		goto err_free;
 	}
+	sm->queue_max = GW_PT_QUEUE_MAX_DEFAULT;
+	if (qm && atol(qm) > 0 && atol(qm) < (1L << 31))
+		sm->queue_max = (uint32_t)atol(qm);
+	sm->skel->rodata->queue_max = sm->queue_max;
 	err = gw_sockmap_bpf__load(sm->skel);
 	if (err) {
 		pr_err("bpf: load gw_sockmap: %s", strerror(-err));
@@ -97,6 +106,7 @@ void sockmap_close(struct sockmap *sm)
 {
 	if (!sm)
 		return;
+	ring_buffer__free(sm->events);
 	bpf_prog_detach2(bpf_program__fd(sm->skel->progs.gw_pt_verdict), sm->hash_fd,
 			 BPF_SK_SKB_STREAM_VERDICT);
 	gw_sockmap_bpf__destroy(sm->skel);
@@ -143,6 +153,41 @@ void sockmap_unpair(struct sockmap *sm, uint64_t ca, uint64_t cb)
 	bpf_map_delete_elem(sm->hash_fd, &cb);
 	bpf_map_delete_elem(sm->peers_fd, &ca);
 	bpf_map_delete_elem(sm->peers_fd, &cb);
+}
+
+uint32_t sockmap_queue_max(const struct sockmap *sm)
+{
+	return sm->queue_max;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct sockmap *sm = ctx;
+	uint64_t cookie;
+
+	if (len < sizeof(cookie))
+		return 0;
+	memcpy(&cookie, data, sizeof(cookie));
+	sm->on_behind(sm->ctx, cookie);
+	return 0;
+}
+
+int sockmap_events(struct sockmap *sm, void (*on_behind)(void *ctx, uint64_t cookie), void *ctx)
+{
+	if (!sm->events) {
+		sm->on_behind = on_behind;
+		sm->ctx = ctx;
+		sm->events = ring_buffer__new(bpf_map__fd(sm->skel->maps.events), on_event, sm,
+					      NULL);
+		if (!sm->events)
+			return -errno;
+	}
+	return ring_buffer__epoll_fd(sm->events);
+}
+
+int sockmap_events_consume(struct sockmap *sm)
+{
+	return sm->events ? ring_buffer__consume(sm->events) : 0;
 }
 
 int sockmap_bytes(struct sockmap *sm, uint64_t cookie, uint64_t *bytes)
@@ -197,6 +242,7 @@ int sockmap_stats(struct sockmap *sm, struct gw_pt_stats *out)
 		out->skbs += v[i].skbs;
 		out->no_peer += v[i].no_peer;
 		out->redir_err += v[i].redir_err;
+		out->behind += v[i].behind;
 	}
 	free(v);
 	return 0;

@@ -7,7 +7,10 @@
 #ifndef GW_BPF_TYPES_H
 #define GW_BPF_TYPES_H
 
+/* bpf/ programs include vmlinux.h (CO-RE), which already has these types */
+#ifndef __VMLINUX_H__
 #include <linux/types.h>
+#endif
 
 /*
  * sock_hash (BPF_MAP_TYPE_SOCKHASH): key = the socket's cookie
@@ -26,7 +29,27 @@ struct gw_pt_peer {
 	__u64 bytes;	   /* bytes received on this socket and redirected to the peer */
 	__u64 skbs;	   /* verdicts that redirected */
 	__u64 drops;	   /* verdicts that dropped (no peer: the pair is being torn down) */
+	__u32 peer_seq0;   /* the peer's TCP write_seq at our first redirect (BPF sets it) */
+	__u32 flags;	   /* GW_PT_F_*, written by the BPF side only */
 };
+
+/* gw_pt_peer.flags */
+#define GW_PT_F_SEQ0 1U	  /* peer_seq0 is set */
+#define GW_PT_F_BEHIND 2U /* the peer fell more than queue_max behind (event sent) */
+
+/*
+ * The redirect queue in front of a peer's TCP has no limit in the kernel: a
+ * sender faster than its receiver (a backend on the LAN, a slow client) parks
+ * its bytes in kernel memory that no socket limit covers. The verdict
+ * measures how far the peer's TCP is behind (its write_seq, read with CO-RE)
+ * and, past queue_max, reports the socket in the events ring buffer; the
+ * gateway then resets the connection with a logged reason. Pausing the
+ * direction instead (taking the sender out of sock_hash, or keeping its
+ * bytes on it with SK_PASS) was tried: on Linux 6.18 both delivered some
+ * bytes twice under memory pressure, so it is not done. KTLSGW_PT_QUEUE_MAX
+ * (bytes) overrides the default.
+ */
+#define GW_PT_QUEUE_MAX_DEFAULT (256U << 20)
 
 /* stats (BPF_MAP_TYPE_PERCPU_ARRAY, one slot): process-wide totals. */
 struct gw_pt_stats {
@@ -34,6 +57,7 @@ struct gw_pt_stats {
 	__u64 skbs;	 /* redirected */
 	__u64 no_peer;	 /* a socket of sock_hash without a peers entry: dropped */
 	__u64 redir_err; /* bpf_sk_redirect_hash() failed (peer not in sock_hash): dropped */
+	__u64 behind;	 /* peers that fell queue_max behind (events) */
 };
 
 /*

@@ -16,6 +16,7 @@ struct sockmap;
 /*
  * Open, load and attach the programs. Returns 0 and *@out, or -errno (EPERM
  * without CAP_BPF/CAP_NET_ADMIN); the libbpf messages are in the log.
+ * KTLSGW_PT_QUEUE_MAX=bytes overrides GW_PT_QUEUE_MAX_DEFAULT.
  */
 int sockmap_open(struct sockmap **out);
 /* Detach and free; accepts NULL. Sockets still in the map stay open (the caller's). */
@@ -34,6 +35,17 @@ int sockmap_pair(struct sockmap *sm, int a, uint64_t ca, int b, uint64_t cb);
 
 /* Remove both sockets and their peers entries (missing ones are fine). */
 void sockmap_unpair(struct sockmap *sm, uint64_t ca, uint64_t cb);
+
+/* The limit in force (GW_PT_QUEUE_MAX_DEFAULT or KTLSGW_PT_QUEUE_MAX). */
+uint32_t sockmap_queue_max(const struct sockmap *sm);
+
+/*
+ * Events: a socket whose peer fell queue_max behind (bpf_types.h). Returns an
+ * fd that polls readable when events wait (the first call sets @on_behind),
+ * or -errno. sockmap_events_consume() calls @on_behind with each cookie.
+ */
+int sockmap_events(struct sockmap *sm, void (*on_behind)(void *ctx, uint64_t cookie), void *ctx);
+int sockmap_events_consume(struct sockmap *sm);
 
 /* Bytes received on the socket @cookie and redirected to its peer. -ENOENT if unknown. */
 int sockmap_bytes(struct sockmap *sm, uint64_t cookie, uint64_t *bytes);

@@ -636,6 +636,38 @@ def t_many():
         check_eq(m, {"sock_hash": 0, "peers": 0}, "maps empty after 10 000 connections")
 
 
+@test("passthrough/kernel-queue-limit-resets-a-stalled-transfer", timeout=60)
+def t_queue_limit():
+    """The sk_skb redirect queue has no limit of its own: behind a backend that does
+    not read, a client could park gigabytes in kernel memory. With a limit of 8 MiB
+    (KTLSGW_PT_QUEUE_MAX) the client can push at most the limit plus the socket
+    buffers before the gateway resets the connection, logs why, and empties the maps."""
+    be = RawBackend(lambda c, i: time.sleep(10))
+    with gw_pt(be.port, env={"KTLSGW_PT_QUEUE_MAX": str(8 << 20)}) as gw:
+        need_bpf(gw)
+        s = _pair(gw.ports["P0"])
+        s.setblocking(False)
+        buf, sent, reset = b"q" * 65536, 0, False
+        deadline = time.monotonic() + 10 * SLOW
+        while time.monotonic() < deadline and not reset:
+            try:
+                sent += s.send(buf)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except (ConnectionResetError, BrokenPipeError):
+                reset = True
+        s.close()
+        check(reset, "reset after %d MiB" % (sent >> 20))
+        check(sent < 64 << 20, "the client parked %d MiB in the kernel" % (sent >> 20))
+        time.sleep(0.2)
+        log = gw.logtext()
+        check("the backend reads more slowly than the client sends" in log and
+              "the backend fell too far behind" in log, "reason logged: %r" % log[-800:])
+        m = wait_maps_empty(gw.proc.pid)
+        if m is not None:
+            check_eq(m, {"sock_hash": 0, "peers": 0}, "maps empty")
+
+
 # ---------------------------------------------------------------------------
 # worker_processes N: SO_REUSEPORT listeners, SK_REUSEPORT steering and migration
 
