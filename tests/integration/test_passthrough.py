@@ -65,6 +65,11 @@ def gw_pt(bport, tport=None, extra="", env=None, top=""):
 
 
 def need_bpf(srv):
+    # the port listens before the programs are loaded (slow under TCG): wait for the start
+    deadline = time.monotonic() + 20 * SLOW
+    while "eBPF sockmap" not in srv.logtext() and time.monotonic() < deadline:
+        srv.check_alive("start")
+        time.sleep(0.05)
     t = srv.logtext()
     if "eBPF sockmap loaded" not in t:
         raise Skip("the gateway could not load its BPF programs here: %s" % t[-300:])
