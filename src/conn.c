@@ -138,7 +138,13 @@ void conn_abort(struct conn *c, const char *reason)
 	if (!c->close_reason)
 		c->close_reason = reason;
 	c->state = CS_CLOSING;
-	conn_log(c, GW_LOG_INFO, "closed: %s", reason);
+	if (c->tier_k)
+		conn_log(c, GW_LOG_INFO, "closed: %s (spliced up=%llu down=%llu of %llu/%llu)",
+			 reason, (unsigned long long)c->spliced_up,
+			 (unsigned long long)c->spliced_down, (unsigned long long)c->bytes_up,
+			 (unsigned long long)c->bytes_down);
+	else
+		conn_log(c, GW_LOG_INFO, "closed: %s", reason);
 	access_log_write(c);
 	if (c->cfd >= 0) {
 		sqe = worker_sqe(c->w);
@@ -275,11 +281,10 @@ void conn_accepted(struct listener *lst, int fd)
 /* --------------------------------------------------------------- the relay */
 
 /*
- * Tier K stream mode splices socket -> pipe -> socket through io_uring only
- * when KTLSGW_EXPERIMENTAL_SPLICE=1: in the 6.1 VM that path lost the last
- * record of a 64 MiB transfer and hung once in a few runs (not yet
- * understood). By default tier K uses the copy path of http mode: recvmsg
- * of decrypted bytes, send() of plaintext that the kernel encrypts.
+ * Tier K moves the decrypted stream socket -> pipe -> socket with io_uring
+ * SPLICE (the payload never enters userspace); KTLSGW_KTLS_RELAY=copy makes
+ * it use recvmsg/send of plaintext instead (the kernel still does the
+ * crypto), for comparisons.
  */
 bool ktls_splice;
 
@@ -308,11 +313,42 @@ static void splice_op(struct conn *c, int in, int out, size_t len, unsigned int 
 	io_uring_prep_splice(sqe, in, -1, out, -1, (unsigned int)len, SPLICE_F_MOVE);
 }
 
+/*
+ * Tier K: how many client bytes the next read may splice (0: read them with
+ * recvmsg). Stream mode splices everything; http mode the bulk of request
+ * bodies (and everything after a 101), never a head, a chunk-size line or a
+ * trailer, which the parser must see. A body's short tail is copied: a
+ * splice is two io_uring ops and an io-wq hop, worth it for bulk only.
+ */
+#define GW_SPLICE_MIN 16384
+
+static size_t splice_in_len(const struct conn *c)
+{
+	uint64_t n;
+
+	if (!ktls_splice || c->state != CS_RELAY || c->p1[1] < 0 || c->p1_fill)
+		return 0;
+	if (c->srv->mode == GW_MODE_STREAM)
+		return GW_PIPE_SIZE;
+	n = http_passthrough_len(&c->hp);
+	if (n < GW_SPLICE_MIN)
+		return 0;
+	return n > GW_PIPE_SIZE ? GW_PIPE_SIZE : (size_t)n;
+}
+
+/* Tier K: the backend's bytes go backend -> pipe -> client (all but an Upgrade answer). */
+static bool splice_out(const struct conn *c)
+{
+	return c->tier_k && ktls_splice && c->p2[1] >= 0 &&
+	       (c->srv->mode == GW_MODE_STREAM || c->hp.state != HTTP_S_UPGRADE_WAIT);
+}
+
 static void client_recv(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->crx_busy || c->client_eof || buf_avail(&c->c2b) || c->state == CS_CLOSING)
+	if (c->crx_busy || c->client_eof || buf_avail(&c->c2b) || c->p1_fill ||
+	    c->state == CS_CLOSING)
 		return;
 	/*
 	 * While an Upgrade request waits for the backend's answer the client is
@@ -322,9 +358,11 @@ static void client_recv(struct conn *c)
 	if (c->hp.state == HTTP_S_UPGRADE_WAIT)
 		return;
 	if (c->tier_k) {
-		if (c->state == CS_RELAY && c->srv->mode == GW_MODE_STREAM && ktls_splice) {
-			/* tier K: decrypted bytes go socket -> pipe -> backend in the kernel */
-			splice_op(c, c->cfd, c->p1[1], GW_PIPE_SIZE, POLLIN, OP_SPLICE_C_IN);
+		size_t len = splice_in_len(c);
+
+		if (len) {
+			/* decrypted bytes go socket -> pipe -> backend in the kernel */
+			splice_op(c, c->cfd, c->p1[1], len, POLLIN, OP_SPLICE_C_IN);
 		} else {
 			/* request heads are rewritten: read them, decrypted by the kernel */
 			memset(&c->cmsg, 0, sizeof(c->cmsg));
@@ -359,7 +397,7 @@ static void backend_recv(struct conn *c)
 	if (c->brx_busy || c->backend_eof || c->bfd < 0 || buf_avail(&c->b2c) ||
 	    c->state != CS_RELAY || c->finish_after_flush)
 		return;
-	if (c->tier_k && c->srv->mode == GW_MODE_STREAM && ktls_splice) {
+	if (splice_out(c)) {
 		if (c->p2_fill || c->csend_busy)
 			return;
 		splice_op(c, c->bfd, c->p2[1], GW_PIPE_SIZE, POLLIN, OP_SPLICE_B_IN);
@@ -394,8 +432,9 @@ static void client_flush(struct conn *c)
 	}
 	if (!buf_avail(&c->b2c)) {
 		if (c->tier_k && c->close_notify_due && !c->p2_fill) {
-			ktls_send_close_notify(c);
 			c->close_notify_due = false;
+			ktls_send_close_notify(c);
+			return; /* on_close_notify() comes back here */
 		}
 		if (c->finish_after_flush) {
 			if (c->p2_fill)
@@ -452,23 +491,72 @@ static int ssl_write_all(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
-/* Tier K: a close_notify record through the kernel (TLS_SET_RECORD_TYPE 21). */
+/*
+ * Tier K: the close_notify record through the kernel (TLS_SET_RECORD_TYPE
+ * 21), sent so that it also flushes the records before it.
+ *
+ * On 6.1, a kTLS send returns once the record is encrypted and queued in
+ * the TLS layer, not in TCP: with a full socket buffer the kernel keeps it
+ * on its own list and pushes it when TCP has room. close() frees what is
+ * still on that list (tls_sk_proto_close -> tls_sw_release_resources_tx
+ * tries once with the original MSG_DONTWAIT and drops the rest), so the
+ * client would lose the tail of the stream. A send WITHOUT MSG_DONTWAIT
+ * pushes every earlier record first and returns only when all of them and
+ * the close_notify are in TCP (which then delivers them after close()).
+ * So the socket is made blocking (SO_SNDTIMEO bounds the wait) and the
+ * sendmsg runs in io_uring's worker thread (IOSQE_ASYNC), never in the loop.
+ */
 static void ktls_send_close_notify(struct conn *c)
 {
 	static const unsigned char alert[2] = { 1, 0 }; /* warning, close_notify */
-	char ctrl[CMSG_SPACE(1)];
-	struct iovec iov = { .iov_base = (void *)alert, .iov_len = sizeof(alert) };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof(ctrl),
-	};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	struct timeval tv = { .tv_sec = (time_t)(idle_ms(c) / 1000) };
+	struct io_uring_sqe *sqe;
+	struct cmsghdr *cm;
+	int fl = fcntl(c->cfd, F_GETFL);
 
+	if (tv.tv_sec <= 0 || tv.tv_sec > 600)
+		tv.tv_sec = 60;
+	if (fl < 0 || fcntl(c->cfd, F_SETFL, fl & ~O_NONBLOCK) ||
+	    setsockopt(c->cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+		conn_log(c, GW_LOG_WARN, "close_notify: blocking send not set up: %s",
+			 strerror(errno));
+	c->cn_iov.iov_base = (void *)alert;
+	c->cn_iov.iov_len = sizeof(alert);
+	memset(&c->cn_msg, 0, sizeof(c->cn_msg));
+	memset(c->cn_cmsg, 0, sizeof(c->cn_cmsg));
+	c->cn_msg.msg_iov = &c->cn_iov;
+	c->cn_msg.msg_iovlen = 1;
+	c->cn_msg.msg_control = c->cn_cmsg;
+	c->cn_msg.msg_controllen = sizeof(c->cn_cmsg);
+	cm = CMSG_FIRSTHDR(&c->cn_msg);
 	cm->cmsg_level = SOL_TLS;
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(1);
 	*CMSG_DATA(cm) = 21; /* alert */
-	if (sendmsg(c->cfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(alert))
-		conn_log(c, GW_LOG_DEBUG, "close_notify not sent: %s", strerror(errno));
+	sqe = conn_sqe(c, OP_SEND_CLIENT); /* on_client_send() hands it to on_close_notify() */
+	io_uring_prep_sendmsg(sqe, c->cfd, &c->cn_msg, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_ASYNC;
+	c->csend_busy = true;
+	c->cn_busy = true;
+}
+
+static void on_close_notify(struct conn *c, int res)
+{
+	int fl = fcntl(c->cfd, F_GETFL);
+
+	c->csend_busy = false;
+	c->cn_busy = false;
+	if (fl >= 0)
+		fcntl(c->cfd, F_SETFL, fl | O_NONBLOCK);
+	if (c->state == CS_CLOSING)
+		return;
+	if (res != 2) {
+		conn_log(c, GW_LOG_INFO, "client %s: close_notify not sent: %s", c->peer_text,
+			 res < 0 ? strerror(-res) : "short write");
+		conn_abort(c, "client write error");
+		return;
+	}
+	client_flush(c);
 }
 
 static void queue_close_notify(struct conn *c)
@@ -775,6 +863,10 @@ static void on_client_recv(struct conn *c, int res)
 
 static void on_client_send(struct conn *c, int res)
 {
+	if (c->cn_busy) {
+		on_close_notify(c, res);
+		return;
+	}
 	c->csend_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
@@ -905,7 +997,7 @@ static void on_backend_shut(struct conn *c, int res)
 		stream_maybe_done(c);
 }
 
-/* Tier K stream: client -> pipe done; move the bytes on to the backend. */
+/* Tier K: client -> pipe done; move the bytes on to the backend. */
 static void on_splice_c_in(struct conn *c, int res)
 {
 	c->crx_busy = false;
@@ -938,8 +1030,11 @@ static void on_splice_c_in(struct conn *c, int res)
 
 		if (type == 23) {
 			/* data after all (a race with the splice): through the copy path */
-			c->bytes_up += (uint64_t)n;
-			if (buf_append(&c->c2b, c->crx, (size_t)n)) {
+			int err = client_plain(c, c->crx, (size_t)n);
+
+			if (err == -ECANCELED)
+				return;
+			if (err) {
 				conn_abort(c, "out of memory");
 				return;
 			}
@@ -962,12 +1057,15 @@ static void on_splice_c_in(struct conn *c, int res)
 		return;
 	}
 	c->bytes_up += (uint64_t)res;
+	c->spliced_up += (uint64_t)res;
+	if (c->srv->mode == GW_MODE_HTTP)
+		http_passthrough_done(&c->hp, (uint64_t)res);
 	c->p1_fill += (size_t)res;
 	splice_op(c, c->p1[0], c->bfd, c->p1_fill, POLLOUT, OP_SPLICE_B_OUT);
 	c->bsend_busy = true;
 }
 
-/* Tier K stream: pipe -> backend done. */
+/* Tier K: pipe -> backend done. */
 static void on_splice_b_out(struct conn *c, int res)
 {
 	c->bsend_busy = false;
@@ -991,7 +1089,7 @@ static void on_splice_b_out(struct conn *c, int res)
 	backend_flush(c); /* half-close when the client is done, else the next splice */
 }
 
-/* Tier K stream: backend -> pipe done; on to the client (encrypted by the kernel). */
+/* Tier K: backend -> pipe done; on to the client (encrypted by the kernel). */
 static void on_splice_b_in(struct conn *c, int res)
 {
 	c->brx_busy = false;
@@ -1010,6 +1108,10 @@ static void on_splice_b_in(struct conn *c, int res)
 	touch(c);
 	if (res == 0) {
 		c->backend_eof = true;
+		if (c->srv->mode == GW_MODE_HTTP) {
+			conn_finish(c, "backend closed");
+			return;
+		}
 		queue_close_notify(c);
 		client_flush(c);
 		if (c->state != CS_CLOSING)
@@ -1017,12 +1119,38 @@ static void on_splice_b_in(struct conn *c, int res)
 		return;
 	}
 	c->bytes_down += (uint64_t)res;
+	if (c->srv->mode == GW_MODE_HTTP && c->hp.state == HTTP_S_UPGRADE_WAIT) {
+		/*
+		 * An Upgrade request was parsed while this splice was in flight: its
+		 * answer must be peeked for "101", so take the bytes out of the pipe
+		 * and go through the copy path.
+		 */
+		for (size_t left = (size_t)res; left;) {
+			ssize_t k = read(c->p2[0], c->brx, MIN(left, sizeof(c->brx)));
+
+			if (k <= 0) {
+				conn_abort(c, "pipe read error");
+				return;
+			}
+			left -= (size_t)k;
+			if (c->hp.state == HTTP_S_UPGRADE_WAIT &&
+			    upgrade_check(c, c->brx, (size_t)k))
+				return;
+			if (client_write_plain(c, c->brx, (size_t)k)) {
+				conn_abort(c, "out of memory");
+				return;
+			}
+		}
+		client_flush(c);
+		return;
+	}
+	c->spliced_down += (uint64_t)res;
 	c->p2_fill += (size_t)res;
 	splice_op(c, c->p2[0], c->cfd, c->p2_fill, POLLOUT, OP_SPLICE_C_OUT);
 	c->csend_busy = true;
 }
 
-/* Tier K stream: pipe -> client done. */
+/* Tier K: pipe -> client done. */
 static void on_splice_c_out(struct conn *c, int res)
 {
 	c->csend_busy = false;
@@ -1166,8 +1294,7 @@ static int choose_tier(struct conn *c)
 		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
-		if (c->srv->mode == GW_MODE_STREAM && ktls_splice &&
-		    (make_pipe(c->p1) || make_pipe(c->p2))) {
+		if (ktls_splice && (make_pipe(c->p1) || make_pipe(c->p2))) {
 			conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
 			conn_abort(c, "no pipe for the splice relay");
 			return -ECANCELED;

@@ -1055,6 +1055,33 @@ done:
 	return 0;
 }
 
+uint64_t http_passthrough_len(const struct http_parser *p)
+{
+	switch (p->state) {
+	case HTTP_S_BODY_CL:
+		return p->remaining;
+	case HTTP_S_BODY_CHUNKED:
+		return p->chunk_state == CH_DATA ? p->remaining : 0;
+	case HTTP_S_OPAQUE:
+		return UINT64_MAX;
+	default:
+		return 0;
+	}
+}
+
+void http_passthrough_done(struct http_parser *p, uint64_t n)
+{
+	if (p->state == HTTP_S_OPAQUE || n > http_passthrough_len(p))
+		return;
+	p->remaining -= n;
+	if (p->remaining)
+		return;
+	if (p->state == HTTP_S_BODY_CL)
+		request_done(p);
+	else
+		p->chunk_state = CH_AFTER_DATA;
+}
+
 int http_feed(struct http_parser *p, const struct http_rewrite *rw, const char *data, size_t len,
 	      struct buf *out, int *status)
 {

@@ -216,6 +216,13 @@ static int install_rx13(SSL *ssl, int fd, char *why, size_t wlen)
 		memcpy(ci.g256.key, key, 32);
 		cilen = sizeof(ci.g256);
 	}
+	/*
+	 * Test hook (VM suite, ktls/rx-key-fails): KTLSGW_TEST_KTLS_RX_FAIL=1 hands the
+	 * kernel a cipher it does not know, so that its real refusal, after the ULP
+	 * and TX are in place, exercises the close-without-writing path.
+	 */
+	if (getenv("KTLSGW_TEST_KTLS_RX_FAIL"))
+		ci.g128.info.cipher_type = 0xffff;
 	/* rec_seq 0: no application record from the client has been read yet */
 	ret = setsockopt(fd, SOL_TLS, TLS_RX, &ci, cilen) ? -errno : 0;
 	OPENSSL_cleanse(key, sizeof(key));

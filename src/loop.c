@@ -285,6 +285,9 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 		if (w->draining && w->nconns == 0)
 			w->stop = true;
 	}
-	pr_notice("exiting");
+	/* the kernel TLS counters (the metrics endpoint will export them) */
+	pr_notice("exiting: %lu connection(s) on tier K, %lu tier U fallback(s), "
+		  "%lu closed on a client KeyUpdate",
+		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate);
 	return 0;
 }

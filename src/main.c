@@ -437,8 +437,9 @@ int main(int argc, char **argv)
 
 		probe_features(&f);
 		ktls_kernel = f.ktls; /* tls_srv_new() asks OpenSSL for kTLS only then */
-		ktls_splice = getenv("KTLSGW_EXPERIMENTAL_SPLICE") &&
-			      strcmp(getenv("KTLSGW_EXPERIMENTAL_SPLICE"), "1") == 0;
+		/* KTLSGW_KTLS_RELAY=copy: tier K without splice (for comparisons) */
+		ktls_splice = !(getenv("KTLSGW_KTLS_RELAY") &&
+				strcmp(getenv("KTLSGW_KTLS_RELAY"), "copy") == 0);
 		if (ktls_init())
 			return 1;
 	}

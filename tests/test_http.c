@@ -996,3 +996,101 @@ void test_http_inject_refuses(void)
 	buf_free(&out);
 	http_parser_free(&p);
 }
+
+/*
+ * Tier K splices request bodies past the parser: a relay that moves every
+ * byte http_passthrough_len() allows (in steps of @step) and feeds the rest
+ * must produce exactly what feeding everything produces, and the parser must
+ * end in the same place (next request parsed, trailers stripped).
+ */
+static int feed_with_passthrough(const struct http_rewrite *rw, const char *in, size_t len,
+				 size_t step, struct buf *out, size_t *moved)
+{
+	struct http_parser p;
+	size_t i = 0;
+	int ret = 0, status = 0;
+
+	http_parser_init(&p);
+	*moved = 0;
+	while (i < len && !ret) {
+		uint64_t pass = http_passthrough_len(&p);
+
+		if (pass) {
+			size_t k = MIN(MIN((size_t)MIN(pass, (uint64_t)SIZE_MAX), step), len - i);
+
+			ret = buf_append(out, in + i, k);
+			http_passthrough_done(&p, k);
+			*moved += k;
+			i += k;
+		} else {
+			ret = http_feed(&p, rw, in + i, 1, out, &status);
+			i++;
+		}
+	}
+	http_parser_free(&p);
+	return ret;
+}
+
+void test_http_passthrough_matches_feed(void)
+{
+	static const char in[] =
+		"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+		"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\n"
+		"X-SSL-Client-Verify: forged\r\nX-Other: kept\r\n\r\n"
+		"GET /c HTTP/1.1\r\nHost: x\r\nX-SSL-Client-Verify: forged\r\n\r\n";
+	struct http_rewrite rw;
+	struct buf want = {}, got = {};
+	int status = 0;
+	size_t moved;
+
+	rw_init(&rw);
+	ASSERT_EQ(feed_all(&rw, in, &want, &status), 0, "feed_all(&rw, in, &want, &status), 0");
+	for (size_t step = 1; step <= 17; step++) {
+		buf_reset(&got);
+		ASSERT_EQ(feed_with_passthrough(&rw, in, strlen(in), step, &got, &moved), 0, "feed_with_passthrough(&rw, in, strlen(in), step, &got, &move");
+		ASSERT_EQ(moved, (size_t)(10 + 5 + 16), "moved, (size_t)(10 + 5 + 16)"); /* bodies only: no head, size or trailer */
+		ASSERT_EQ(got.len, want.len, "got.len, want.len");
+		ASSERT_TRUE(memcmp(got.data, want.data, want.len) == 0, "memcmp(got.data, want.data, want.len) == 0");
+	}
+	ASSERT_TRUE(memmem(want.data, want.len, "forged", 6) == NULL, "memmem(want.data, want.len, 'forged', 6) == NULL");
+	ASSERT_TRUE(memmem(want.data, want.len, "X-Other: kept", 13) != NULL, "memmem(want.data, want.len, 'X-Other: kept', 13) != NULL");
+	buf_free(&want);
+	buf_free(&got);
+}
+
+void test_http_passthrough_len_states(void)
+{
+	struct http_rewrite rw;
+	struct http_parser p;
+	struct buf out = {};
+	int status = 0;
+	static const char head[] = "PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+	static const char up[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+				 "Upgrade: websocket\r\n\r\n";
+
+	rw_init(&rw);
+	http_parser_init(&p);
+	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0");
+	ASSERT_EQ(http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0, "http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0");
+	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0"); /* the head is not complete */
+	ASSERT_EQ(http_feed(&p, &rw, "\n", 1, &out, &status), 0, "http_feed(&p, &rw, 'n', 1, &out, &status), 0");
+	ASSERT_EQ(http_passthrough_len(&p), 100000, "http_passthrough_len(&p), 100000");
+	http_passthrough_done(&p, 99999);
+	ASSERT_EQ(http_passthrough_len(&p), 1, "http_passthrough_len(&p), 1");
+	http_passthrough_done(&p, 5); /* more than allowed: ignored */
+	ASSERT_EQ(http_passthrough_len(&p), 1, "http_passthrough_len(&p), 1");
+	http_passthrough_done(&p, 1);
+	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0");
+	ASSERT_EQ(p.state, HTTP_S_HEAD, "p.state, HTTP_S_HEAD");
+	ASSERT_EQ(p.requests, 1, "p.requests, 1");
+	/* after a 101 everything is opaque */
+	ASSERT_EQ(http_feed(&p, &rw, up, strlen(up), &out, &status), 0, "http_feed(&p, &rw, up, strlen(up), &out, &status), 0");
+	ASSERT_EQ(p.state, HTTP_S_UPGRADE_WAIT, "p.state, HTTP_S_UPGRADE_WAIT");
+	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0");
+	buf_reset(&out);
+	ASSERT_EQ(http_upgrade_done(&p, &rw, true, &out, &status), 0, "http_upgrade_done(&p, &rw, true, &out, &status), 0");
+	ASSERT_EQ(http_passthrough_len(&p), UINT64_MAX, "http_passthrough_len(&p), UINT64_MAX");
+	http_parser_free(&p);
+	buf_free(&out);
+}

@@ -133,12 +133,17 @@ struct GW_OP_ALIGNED conn {
 	bool finish_after_flush; /* close once b2c is flushed */
 
 	uint64_t bytes_up, bytes_down; /* plaintext client->backend, backend->client */
+	uint64_t spliced_up, spliced_down; /* tier K: of those, moved by splice */
 
 	/* tier K: keys in the kernel, the SSL is not used for I/O any more */
 	bool tier_k;
 	bool close_notify_due; /* send it once everything queued has left */
 	int p1[2], p2[2];      /* stream mode: client->backend and backend->client pipes */
 	size_t p1_fill, p2_fill;
+	bool cn_busy;	      /* the OP_SEND_CLIENT in flight is the close_notify */
+	struct msghdr cn_msg; /* the close_notify record */
+	struct iovec cn_iov;
+	char cn_cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
 	struct msghdr msg; /* http mode: recvmsg of the request direction */
 	struct iovec iov;
 	char cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
@@ -170,7 +175,7 @@ struct worker {
 
 uint64_t gw_now_ms(void);
 
-/* Tier K stream mode splices through pipes (experimental, off by default; conn.c). */
+/* Tier K splices through pipes (default) or copies (KTLSGW_KTLS_RELAY=copy; conn.c). */
 extern bool ktls_splice;
 
 /* Submission helper: an SQE (submitting first if the ring is full), never NULL. */

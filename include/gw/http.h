@@ -89,6 +89,17 @@ int http_feed(struct http_parser *p, const struct http_rewrite *rw, const char *
 	      struct buf *out, int *status);
 
 /*
+ * How many of the next client bytes are body the caller may move to the
+ * backend without feeding them (tier K splices them): what is left of a
+ * Content-Length body or of the current chunk's data, UINT64_MAX after a
+ * 101 (opaque); 0 when the parser must see the next byte (heads, chunk
+ * sizes, trailers).
+ */
+uint64_t http_passthrough_len(const struct http_parser *p);
+/* The caller moved @n such bytes (n <= http_passthrough_len()). */
+void http_passthrough_done(struct http_parser *p, uint64_t n);
+
+/*
  * The backend's first response bytes after an Upgrade request: @switched
  * tells whether they were "HTTP/1.x 101". Held client bytes are processed
  * (opaquely if switched) into @out. Same returns as http_feed().

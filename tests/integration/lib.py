@@ -436,21 +436,24 @@ class _Reader:
         return out
 
     def exact(self, n):
-        while len(self.buf) < n:
+        # gather, join once: appending to one bytes object is quadratic (64 MiB bodies)
+        parts, have = [self.buf], len(self.buf)
+        self.buf = b""
+        while have < n:
             if not self.fill():
+                self.buf = b"".join(parts) + self.buf
                 return None
-        out, self.buf = self.buf[:n], self.buf[n:]
+            parts.append(self.buf)
+            have += len(self.buf)
+            self.buf = b""
+        data = b"".join(parts)
+        out, self.buf = data[:n], data[n:]
         return out
 
 
 def det_bytes(n, seed=b"ktlsgw"):
     """n deterministic pseudo-random bytes."""
-    out = bytearray()
-    ctr = 0
-    while len(out) < n:
-        out += hashlib.sha512(seed + ctr.to_bytes(8, "big")).digest()
-        ctr += 1
-    return bytes(out[:n])
+    return hashlib.shake_256(b"ktlsgw-det:" + seed).digest(n)
 
 
 class EchoBackend(_ThreadedServer):
@@ -894,10 +897,18 @@ class _TlsReader:
         return out
 
     def exact(self, n):
-        while len(self.buf) < n:
+        # gather, join once: appending to one bytes object is quadratic (64 MiB bodies)
+        parts, have = [self.buf], len(self.buf)
+        self.buf = b""
+        while have < n:
             if not self.fill():
+                self.buf = b"".join(parts) + self.buf
                 return None
-        out, self.buf = self.buf[:n], self.buf[n:]
+            parts.append(self.buf)
+            have += len(self.buf)
+            self.buf = b""
+        data = b"".join(parts)
+        out, self.buf = data[:n], data[n:]
         return out
 
 

@@ -8,10 +8,11 @@ from /proc/net/tls_stat that the kernel installed TX and RX."""
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import time
 
-from lib import (EchoBackend, ProxyReceiver, Server, Skip, Tap, TestFailure, TlsConn, _TlsReader,
+from lib import (ConnClosed, EchoBackend, ProxyReceiver, Server, Skip, Tap, TestFailure, TlsConn, _TlsReader,
                  cert, check, check_eq, det_bytes, free_port, http_get, need_gw, read_response,
                  test, walk_tls_records, SLOW, TMPROOT)
 
@@ -141,6 +142,24 @@ def check_tier_k(gw, combo, what):
     check(("kTLS: TX by OpenSSL, " + rx_by) in log, "%s: want %r in the log" % (what, rx_by))
 
 
+def check_spliced(gw, what, up=True, down=True):
+    """The relay really spliced (unless KTLSGW_KTLS_RELAY=copy): the close line
+    says how many bytes each direction moved by io_uring SPLICE."""
+    if os.environ.get("KTLSGW_KTLS_RELAY") == "copy":
+        return
+    pat = r"closed: .*\(spliced up=(\d+) down=(\d+) of (\d+)/(\d+)\)"
+    deadline = time.time() + 10 * SLOW
+    while not re.findall(pat, gw.logtext()) and time.time() < deadline:
+        time.sleep(0.1)
+    m = re.findall(pat, gw.logtext())
+    check(m, "%s: no close line with splice figures" % what)
+    su, sd, bu, bd = (int(x) for x in m[-1])
+    if up:
+        check(su > bu // 2, "%s: only %d of %d bytes up were spliced" % (what, su, bu))
+    if down:
+        check(sd > bd // 2, "%s: only %d of %d bytes down were spliced" % (what, sd, bd))
+
+
 def check_stat_delta(before, after, what):
     for k in ("TlsTxSw", "TlsRxSw"):
         check(after.get(k, 0) > before.get(k, 0), "%s: %s did not grow (%r -> %r)" % (
@@ -211,41 +230,73 @@ def _mk_stream(combo):
                 time.sleep(0.2)
                 check_stat_delta(before, tls_stat(), combo[0])
                 check_tier_k(gw, combo, combo[0])
+                check_spliced(gw, combo[0])
     return _t
 
 
 def _mk_http(combo):
-    @test("ktls/http/" + combo[0], timeout=300)
+    @test("ktls/http/" + combo[0], timeout=400)
     @with_log
     def _t(holder):
+        """http mode, tier K: a Content-Length body of NBYTES up and a response of
+        NBYTES down (both spliced), then a chunked body with a forged identity
+        trailer (chunk data spliced, sizes and trailers parsed); every byte
+        right, identity headers the gateway's own, only TLS records on the
+        client's wire and never the plaintext."""
         need_ktls()
-        n = 1 << 20
+        n = NBYTES
         with EchoBackend() as be:
             gw = holder["gw"] = start_gw(combo, HTTP_BODY, be.port)
-            with gw:
+            with gw, Tap(gw.ports["P0"]) as tap:
                 before = tls_stat()
                 body = marked(n, b"body")
-                with TlsConn(gw.ports["P0"], "client-good", version=combo[1], timeout=120) as c:
+                import json
+                with TlsConn(tap.port, "client-good", version=combo[1], timeout=300) as c:
                     c.handshake()
                     rd = _TlsReader(c)
                     c.send(b"POST /k/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n"
                            b"X-SSL-Client-Verify: forged\r\n\r\n" % n + body)
                     r = read_response(c, rd)
                     check(r is not None and r.status == 200, "POST")
-                    import json
                     j = json.loads(r.body)
                     check_eq((j["body_len"], j["body_sha256"]),
                              (n, hashlib.sha256(body).hexdigest()), "request body")
                     hm = {k.lower(): v for k, v in j["headers"]}
                     check_eq(hm.get("x-ssl-client-verify"), "SUCCESS", "identity header")
+                    del body
                     c.send(http_get("/big/%d" % n))
                     r = read_response(c, rd)
                     check(r is not None and r.status == 200 and len(r.body) == n,
                           "GET /big: %r" % ((r and (r.status, len(r.body))),))
                     check_eq(hashlib.sha256(r.body).hexdigest(), r.header("X-Sha256"),
                              "response body sha256")
+                    big_sample = r.body[8192:8256]
+                    del r
+                    sizes = [1 << 20, 100000, 5, 2 << 20, 70000]
+                    parts = [marked(k, b"chunk%d" % i) for i, k in enumerate(sizes)]
+                    req = (b"POST /k/2 HTTP/1.1\r\nHost: localhost\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n")
+                    for part in parts:
+                        req += b"%x\r\n" % len(part) + part + b"\r\n"
+                    req += b"0\r\nX-SSL-Client-Verify: forged-trailer\r\n\r\n"
+                    c.send(req)
+                    r = read_response(c, rd)
+                    check(r is not None and r.status == 200, "chunked POST")
+                    j = json.loads(r.body)
+                    whole = b"".join(parts)
+                    check_eq((j["body_len"], j["body_sha256"]),
+                             (len(whole), hashlib.sha256(whole).hexdigest()), "chunked body")
+                    check("forged" not in json.dumps(j), "a forged identity reached the backend")
+                tap.done[0].wait(10 * SLOW)
+                for d, name in ((tap.down[0], "gateway->client"), (tap.up[0], "client->gateway")):
+                    ok, why, _ = walk_tls_records(bytes(d))
+                    check(ok, name + " is not TLS records only: " + why)
+                    check(MARKER not in d, "plaintext marker on the client wire (%s)" % name)
+                check(big_sample not in tap.down[0], "backend plaintext on the client wire")
+                time.sleep(0.2)
                 check_stat_delta(before, tls_stat(), combo[0])
                 check_tier_k(gw, combo, combo[0])
+                check_spliced(gw, combo[0])
     return _t
 
 
@@ -289,6 +340,11 @@ def t_keyupdate():
                 c.send(b"ECHO\nstill\n")
                 check_eq(_TlsReader(c).until(b"\n"), b"still\n", "echo after a KeyUpdate")
             check_tier_k(gw, combo, "keyupdate")
+        # the counters, logged at exit
+        log = gw.logtext()
+        check(re.search(r"exiting: 2 connection\(s\) on tier K, 0 tier U fallback\(s\), "
+                        r"1 closed on a client KeyUpdate", log),
+              "exit counters: " + log[-400:])
 
 
 @test("ktls/resets-mid-stream", timeout=120)
@@ -318,3 +374,211 @@ def t_resets():
                 c2.send(b"ECHO\nalive\n")
                 check_eq(_TlsReader(c2).until(b"\n"), b"alive\n", "served after resets")
             check(gw.alive(), "gateway alive")
+
+
+def _trickle_fill(c):
+    if c.tcp_eof:
+        raise ConnClosed("EOF")
+    try:
+        d = c.sock.recv(2048)
+    except ConnectionResetError:
+        d = b""
+    if not d:
+        c.tcp_eof = True
+        c.inc.write_eof()
+    else:
+        c.inc.write(d)
+
+
+def _mk_slow_reader(mode):
+    @test("ktls/slow-reader-%s" % mode, timeout=300)
+    @with_log
+    def _t(holder):
+        """The backend writes a large answer and closes at once while the client
+        is not reading: the socket buffers fill, the kernel queues encrypted
+        records the TCP socket cannot take yet. Closing the client socket at that
+        point drops them (tls_sk_proto_close frees the records still waiting),
+        so the gateway must not close before the TLS layer has handed every
+        record, close_notify last, to TCP. The client must get every byte and
+        the close_notify."""
+        need_ktls()
+        n = 4 << 20
+        combo = COMBOS[5]
+        if mode == "stream":
+            be_cls, body = ProxyReceiver, STREAM_BODY
+        else:
+            be_cls, body = EchoBackend, HTTP_BODY
+        with be_cls() as be:
+            gw = holder["gw"] = start_gw(combo, body, be.port)
+            with gw:
+                with TlsConn(gw.ports["P0"], "client-good", version=combo[1], timeout=120) as c:
+                    c.handshake()
+                    if mode == "stream":
+                        c.send(b"SINK %d\n" % n + det_bytes(n, b"up"))
+                        c.shutdown_write()
+                    else:
+                        c.send(b"GET /big/%d HTTP/1.1\r\nHost: localhost\r\n"
+                               b"Connection: close\r\n\r\n" % n)
+                    time.sleep(4 * SLOW)  # let every buffer on the way fill up
+                    # then read in small steps, so that the gateway's socket stays full
+                    # up to its last record
+                    c._fill = lambda: _trickle_fill(c)
+                    rd = _TlsReader(c)
+                    if mode == "stream":
+                        line = rd.until(b"\n")
+                        check(line is not None, "no JSON line")
+                        down = rd.buf + c.recv_all()
+                        check_eq(len(down), n, "backend->client length")
+                        check_eq(hashlib.sha256(down).hexdigest(),
+                                 hashlib.sha256(det_bytes(n, b"sink")).hexdigest(),
+                                 "backend->client sha256")
+                    else:
+                        r = read_response(c, rd)
+                        check(r is not None and r.status == 200, "GET /big")
+                        check_eq(len(r.body), n, "response body length")
+                        check_eq(hashlib.sha256(r.body).hexdigest(), r.header("X-Sha256"),
+                                 "response body sha256")
+                        rest = rd.buf + c.recv_all()
+                        check_eq(rest, b"", "bytes after the response")
+                    check(not c.unclean, "no close_notify from the gateway")
+                check_tier_k(gw, combo, "slow reader")
+                check_spliced(gw, "slow reader", up=mode == "stream")
+    return _t
+
+
+for _m in ("stream", "http"):
+    _mk_slow_reader(_m)
+
+
+@test("ktls/rx-key-fails", timeout=120)
+def t_rx_key_fails():
+    """The kernel refuses the TLS 1.3 RX key after the ULP and the TX key are in
+    place (forced with the test hook KTLSGW_TEST_KTLS_RX_FAIL, the refusal is the
+    kernel's): the connection is closed without one more byte written to it,
+    nothing reaches the backend, and the gateway serves on."""
+    need_ktls()
+    combo = COMBOS[3]
+    with ProxyReceiver() as be:
+        os.environ["KTLSGW_TEST_KTLS_RX_FAIL"] = "1"
+        try:
+            gw = start_gw(combo, STREAM_BODY, be.port)
+        finally:
+            del os.environ["KTLSGW_TEST_KTLS_RX_FAIL"]
+        with gw, Tap(gw.ports["P0"]) as tap:
+            c = TlsConn(tap.port, "client-good", version="1.3", timeout=20)
+            c.handshake()
+            try:
+                c.send(b"ECHO\nsecret-after-failure\n")
+            except OSError:
+                pass
+            got = c.recv_all()
+            check_eq(got, b"", "application data from a connection whose key failed")
+            c.close()
+            tap.done[0].wait(10 * SLOW)
+            log = gw.logtext()
+            check("setsockopt(TLS_RX)" in log and "closing" in log,
+                  "no key failure line in the log: " + log[-800:])
+            check_eq(len(be.conns), 0, "backend connections")
+            # what the gateway wrote: the handshake flight and OpenSSL's session
+            # tickets (before the key failed), then nothing: no alert, no data
+            ok, why, types = walk_tls_records(bytes(tap.down[0]))
+            check(ok, "gateway->client is not TLS records: " + why)
+            check(21 not in types, "an alert record was written after the key failed")
+            check(gw.alive(), "gateway alive")
+        # a normal gateway still serves on tier K (the hook is per process)
+        gw2 = start_gw(combo, STREAM_BODY, be.port)
+        with gw2:
+            with TlsConn(gw2.ports["P0"], "client-good", version="1.3") as c2:
+                c2.handshake()
+                c2.send(b"ECHO\nalive\n")
+                check_eq(_TlsReader(c2).until(b"\n"), b"alive\n", "served")
+
+
+class _CorruptingRelay:
+    """Relays one connection and flips one byte of the gateway->client direction
+    at offset @at (inside an application-data record), so that the client's
+    OpenSSL fails to decrypt and answers with a fatal alert (bad_record_mac)."""
+
+    def __init__(self, target_port, at):
+        import socket as so
+        import threading
+        self.ls = so.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.port = self.ls.getsockname()[1]
+        self.target = target_port
+        self.at = at
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        import socket as so
+        import threading
+        c, _ = self.ls.accept()
+        s = so.create_connection(("127.0.0.1", self.target))
+
+        def pump(src, dst, corrupt):
+            off = 0
+            try:
+                while True:
+                    d = bytearray(src.recv(65536))
+                    if not d:
+                        break
+                    if corrupt and off <= self.at < off + len(d):
+                        d[self.at - off] ^= 0x55
+                    off += len(d)
+                    dst.sendall(d)
+            except OSError:
+                pass
+            try:
+                dst.shutdown(so.SHUT_WR)
+            except OSError:
+                pass
+        t = threading.Thread(target=pump, args=(c, s, False), daemon=True)
+        t.start()
+        pump(s, c, True)
+        t.join(30)
+        c.close()
+        s.close()
+
+
+@test("ktls/client-alert-closes", timeout=120)
+def t_client_alert():
+    """A fatal alert from the client (its OpenSSL saw a corrupted record and
+    answers bad_record_mac, encrypted under its key) arrives on the kernel's
+    RX path as a record of type 21: logged with its number, the connection
+    closed, nothing of it forwarded, the gateway serving on."""
+    need_ktls()
+    import ssl as _ssl
+    combo = COMBOS[3]
+    with ProxyReceiver() as be:
+        gw = start_gw(combo, STREAM_BODY, be.port)
+        with gw:
+            relay = _CorruptingRelay(gw.ports["P0"], 200000)
+            c = TlsConn(relay.port, "client-good", version="1.3", timeout=30)
+            c.handshake()
+            c.send(b"ECHO\n")
+            data = det_bytes(1 << 20, b"alert")
+            c.send(data)
+            failed = False
+            try:
+                while c.recv():
+                    pass
+            except _ssl.SSLError:
+                failed = True
+                try:
+                    c._flush()  # the alert OpenSSL queued
+                except OSError:
+                    pass
+            check(failed, "the client did not see the corrupted record")
+            deadline = time.time() + 10 * SLOW
+            while "sent TLS alert" not in gw.logtext() and time.time() < deadline:
+                time.sleep(0.1)
+            log = gw.logtext()
+            check("sent TLS alert 20 (level 2)" in log, "no alert line: " + log[-800:])
+            check("TLS alert from client" in log, "not closed for the alert: " + log[-800:])
+            c.close()
+            with TlsConn(gw.ports["P0"], "client-good", version="1.3") as c2:
+                c2.handshake()
+                c2.send(b"ECHO\nalive\n")
+                check_eq(_TlsReader(c2).until(b"\n"), b"alive\n", "served after the alert")
