@@ -27,6 +27,11 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wundef -Wvla -Wpointer-arith \
 	-Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 WARN += $(if $(filter 1,$(WERROR)),-Werror)
 
+# bpf/*.bpf.c present: the loader needs libbpf (before CPPFLAGS/LDLIBS are expanded)
+ifneq ($(wildcard bpf/*.bpf.c),)
+PKGS    += libbpf
+endif
+
 CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(OUT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   := -std=gnu11 -g -O2 $(WARN) -MMD -MP
 LDFLAGS  :=
@@ -40,7 +45,7 @@ endif
 CLANG_BPF_SYS_INCLUDES = $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
-	-Iinclude $(CLANG_BPF_SYS_INCLUDES) -MMD -MP
+	-Iinclude -I$(OUT) $(CLANG_BPF_SYS_INCLUDES) -MMD -MP
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 SKELS     := $(BPF_SRCS:bpf/%.bpf.c=$(OUT)/%.skel.h)
@@ -50,9 +55,6 @@ TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:tests/%.c=$(OUT)/tests/%.o)
 BIN       := $(OUT)/ktlsgw
 TESTBIN   := $(OUT)/run-tests
-ifneq ($(BPF_SRCS),)
-PKGS      += libbpf
-endif
 
 .PHONY: all test unit-test integration-test demo deps clean format check-format vmtest
 all: build/ktlsgw
@@ -61,9 +63,16 @@ all: build/ktlsgw
 build/ktlsgw: $(BIN)
 	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/ktlsgw build/ktlsgw)
 
-$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf
+$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf $(OUT)/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Kernel types for CO-RE reads (bpf/gw_sockmap.bpf.c reads tcp_sock), from the build
+# machine's BTF; relocated at load time to the running kernel's layout.
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+$(OUT)/vmlinux.h: | $(OUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
 
 $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
@@ -122,6 +131,10 @@ vmtest: deps $(BIN) build/ktlsgw
 		printf '  %-8s %s\n' CC build/vm/ktls-openssl; \
 		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/ktls_openssl.c \
 			-o build/vm/ktls-openssl -lssl -lcrypto; }
+	$(Q)[ build/vm/sockmap-ktls -nt tests/vm/sockmap_ktls.c ] || { \
+		printf '  %-8s %s\n' CC build/vm/sockmap-ktls; \
+		$(CC) -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE tests/vm/sockmap_ktls.c \
+			-o build/vm/sockmap-ktls; }
 	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
 	$(Q)scripts/vmtest.sh --quiet --timeout $(or $(VMTEST_TIMEOUT),1800) -e GW_BIN=$(BIN) \
 		-e GW_CERTS=$(OUT)/certs -e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl \

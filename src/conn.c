@@ -533,10 +533,11 @@ static void ktls_send_close_notify(struct conn *c)
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(1);
 	*CMSG_DATA(cm) = 21; /* alert */
-	sqe = conn_sqe(c, OP_CLOSE_NOTIFY);
+	sqe = conn_sqe(c, OP_SEND_CLIENT); /* on_client_send() hands it to on_close_notify() */
 	io_uring_prep_sendmsg(sqe, c->cfd, &c->cn_msg, MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_ASYNC;
 	c->csend_busy = true;
+	c->cn_busy = true;
 }
 
 static void on_close_notify(struct conn *c, int res)
@@ -544,6 +545,7 @@ static void on_close_notify(struct conn *c, int res)
 	int fl = fcntl(c->cfd, F_GETFL);
 
 	c->csend_busy = false;
+	c->cn_busy = false;
 	if (fl >= 0)
 		fcntl(c->cfd, F_SETFL, fl | O_NONBLOCK);
 	if (c->state == CS_CLOSING)
@@ -861,6 +863,10 @@ static void on_client_recv(struct conn *c, int res)
 
 static void on_client_send(struct conn *c, int res)
 {
+	if (c->cn_busy) {
+		on_close_notify(c, res);
+		return;
+	}
 	c->csend_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
@@ -1439,9 +1445,6 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 		break;
 	case OP_SPLICE_C_OUT:
 		on_splice_c_out(c, res);
-		break;
-	case OP_CLOSE_NOTIFY:
-		on_close_notify(c, res);
 		break;
 	default:
 		break;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "gw/conn.h"
 #include "gw/log.h"
+#include "gw/passthrough.h"
 #include "gw/worker.h"
 
 #define GW_RING_ENTRIES 1024
@@ -139,7 +140,7 @@ static void on_accept(struct listener *l, int res, unsigned int flags)
 		if (l->w->draining)
 			close(res);
 		else
-			conn_accepted(l, res);
+			passthrough_accepted(l, res); /* conn_accepted() unless routes exist */
 	} else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
 		/* as nginx: stop accepting for a while instead of spinning on the error */
 		pr_alert("accept() on %s failed (%d: %s), pausing accepts", l->listen->text, -res,
@@ -206,8 +207,12 @@ static void dispatch(struct worker *w)
 		case OP_ACCEPT:
 			on_accept(p, cqe->res, cqe->flags);
 			break;
+		case OP_PASSTHROUGH:
+			passthrough_complete(p, cqe->res, cqe->flags);
+			break;
 		case OP_TICK:
 			conn_sweep(w, gw_now_ms());
+			passthrough_sweep(w, gw_now_ms());
 			for (size_t i = 0; i < w->nlisteners; i++) {
 				if (w->listeners[i].paused && !w->draining) {
 					w->listeners[i].paused = false;
@@ -242,6 +247,7 @@ void worker_fini(struct worker *w)
 
 	w->draining = true;
 	conn_abort_all(w, "shutting down");
+	passthrough_abort_all(w, "shutting down");
 	while (w->nconns && gw_now_ms() < until) {
 		struct io_uring_cqe *cqe;
 
@@ -250,6 +256,7 @@ void worker_fini(struct worker *w)
 	}
 	io_uring_queue_exit(&w->ring); /* cancels and waits for anything left */
 	conn_free_all(w);
+	passthrough_free_all(w);
 	if (w->sigfd >= 0)
 		close(w->sigfd);
 }

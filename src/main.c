@@ -17,7 +17,10 @@
 #include "gw/config.h"
 #include "gw/ktls.h"
 #include "gw/log.h"
+#include "gw/passthrough.h"
+#include "gw/sockmap.h"
 #include "gw/worker.h"
+#include "gw/workers.h"
 
 #define DEFAULT_CONF "/etc/ktlsgw/ktlsgw.conf"
 
@@ -134,6 +137,19 @@ static int print_version(void)
 		printf("sockmap: yes\n");
 	else
 		printf("sockmap: no (BPF_MAP_TYPE_SOCKHASH: %s)\n", strerror(f.sockmap_err));
+	{
+		/* the programs themselves: a sockhash can exist where loading is refused */
+		struct sockmap *sm = NULL;
+		int err = sockmap_open(&sm);
+
+		if (err)
+			printf("bpf: no (loading the sockmap programs: %s; passthrough routes are "
+			       "relayed in userspace)\n",
+			       strerror(-err));
+		else
+			printf("bpf: yes (sk_skb verdict on a sockhash: passthrough in the kernel)\n");
+		sockmap_close(sm);
+	}
 	printf("io_uring: %s%s\n", f.io_uring ? "yes" : "no",
 	       f.io_uring ? (f.io_uring_splice ? " (splice)" : " (no splice)") : "");
 	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
@@ -143,8 +159,8 @@ static int print_version(void)
 
 /*
  * Directives that this build or this kernel cannot serve: running without
- * them would silently do something else (terminate a passthrough name, use
- * userspace TLS where kTLS is required), so they stop
+ * them would silently do something else (use userspace TLS where kTLS is
+ * required), so they stop
  * the start with a clear error. -t, which checks the configuration itself,
  * passes and warns. metrics_listen only warns.
  */
@@ -159,10 +175,6 @@ static int check_unserved(const struct gw_config *cfg, bool fatal, char **err)
 	for (size_t i = 0; i < cfg->nservers; i++) {
 		const struct gw_server *s = &cfg->servers[i];
 
-		if (s->npassthroughs)
-			buf_printf(&b, "%s%s:%d: \"ssl_passthrough\" routes are not available in this "
-				   "build (eBPF sockmap passthrough is the next step)",
-				   b.len ? "\n" : "", s->file, s->line);
 		if (s->ktls == GW_KTLS_ON && !ktls_kernel)
 			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this "
 				   "kernel has none (TCP_ULP \"tls\" unavailable; use auto or off)",
@@ -192,6 +204,42 @@ static struct gw_config *load_checked(const char *path, bool to_run, char **err)
 		return NULL;
 	}
 	return cfg;
+}
+
+/* worker_processes > 1: the master's SIGHUP check (config and TLS material). */
+static struct gw_config *load_for_master(void)
+{
+	char *err = NULL;
+	struct gw_config *cfg = load_checked(conf_path, true, &err);
+	struct listener *ls;
+	size_t nls;
+
+	if (cfg && listeners_open(cfg, false, &ls, &nls, &err) == 0) {
+		listeners_close(ls, nls);
+		return cfg;
+	}
+	each_line(err, log_line);
+	free(err);
+	config_free(cfg);
+	return NULL;
+}
+
+static int write_pid(const struct gw_config *cfg)
+{
+	FILE *f;
+
+	if (!cfg->pid)
+		return 0;
+	f = fopen(cfg->pid, "w");
+	if (!f) {
+		fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n", cfg->pid, errno,
+			strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	pid_written = strdup(cfg->pid);
+	return 0;
 }
 
 static int test_config(const char *path)
@@ -308,6 +356,7 @@ static int reload(struct worker *w)
 		config_free(cfg);
 		return -EINVAL;
 	}
+	passthrough_init(cfg); /* routes added by this reload: load the programs now */
 	g = generation_new(cfg);
 	if (!g) {
 		free(match);
@@ -411,12 +460,34 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	if (workers_count(cfg) > 1) {
+		/* worker_processes N: the master forks; a worker goes on below (workers.h) */
+		int code;
+
+		apply_logging(cfg);
+		if (cfg->daemon && daemon(1, 0)) {
+			fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
+			return 1;
+		}
+		if (write_pid(cfg))
+			return 1;
+		if (!workers_master(&cfg, load_for_master, &code)) {
+			config_free(cfg);
+			if (pid_written)
+				unlink(pid_written);
+			free(pid_written);
+			return code;
+		}
+		free(pid_written); /* the master's */
+		pid_written = NULL;
+	}
 	if (listeners_open(cfg, true, &ls, &nls, &err)) {
 		print_errors(err);
 		free(err);
 		config_free(cfg);
 		return 1;
 	}
+	passthrough_init(cfg); /* BPF once per process; without it the routes are copied */
 	current = generation_new(cfg);
 	if (!current) {
 		listeners_close(ls, nls);
@@ -425,24 +496,13 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < nls; i++)
 		ls[i].gen = &current->base;
-	if (cfg->worker_processes != 1)
-		pr_notice("worker_processes %d: this build runs one worker process, using 1",
-			  cfg->worker_processes);
-	if (cfg->daemon && daemon(1, 0)) {
-		fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
-		return 1;
-	}
-	if (cfg->pid) {
-		FILE *f = fopen(cfg->pid, "w");
-
-		if (!f) {
-			fprintf(stderr, "ktlsgw: [emerg] open() \"%s\" failed (%d: %s)\n", cfg->pid,
-				errno, strerror(errno));
+	if (workers_self < 0) {
+		if (cfg->daemon && daemon(1, 0)) {
+			fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
 			return 1;
 		}
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-		pid_written = strdup(cfg->pid);
+		if (write_pid(cfg))
+			return 1;
 	}
 	apply_logging(cfg);
 	ret = worker_init(&w, cfg);
@@ -450,6 +510,10 @@ int main(int argc, char **argv)
 		return 1;
 	w.listeners = ls;
 	w.nlisteners = nls;
+	if (workers_self >= 0) {
+		workers_attach(ls, nls); /* steering slots; tells the master it is ready */
+		pr_notice("worker process %d (worker %d)", (int)getpid(), workers_self);
+	}
 	open_access_logs(&w, cfg);
 	{
 		for (size_t i = 0; i < nls; i++)
@@ -468,6 +532,7 @@ int main(int argc, char **argv)
 	listeners_close(w.listeners, w.nlisteners);
 	current->ls = NULL; /* its groups were the worker's listeners' */
 	generation_put(current);
+	passthrough_fini();
 	if (pid_written)
 		unlink(pid_written);
 	free(pid_written);

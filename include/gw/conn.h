@@ -34,8 +34,8 @@ enum op_kind {
 	OP_SPLICE_B_OUT = 12, /* tier K: pipe p1 -> backend */
 	OP_SPLICE_B_IN = 13,  /* tier K: backend -> pipe p2 */
 	OP_SPLICE_C_OUT = 14, /* tier K: pipe p2 -> client socket (the kernel encrypts) */
-	OP_CLOSE_NOTIFY = 15, /* tier K: close_notify, blocking until every record is in TCP */
-	OP__LAST = OP_CLOSE_NOTIFY,
+	OP_PASSTHROUGH = 15,  /* passthrough.c: the pointer is a struct pt_op */
+	OP__LAST = OP_PASSTHROUGH,
 };
 #define OP_MASK 0xfULL
 _Static_assert(OP__LAST <= OP_MASK, "op kinds fit in the low bits");
@@ -140,7 +140,8 @@ struct GW_OP_ALIGNED conn {
 	bool close_notify_due; /* send it once everything queued has left */
 	int p1[2], p2[2];      /* stream mode: client->backend and backend->client pipes */
 	size_t p1_fill, p2_fill;
-	struct msghdr cn_msg; /* the close_notify record (OP_CLOSE_NOTIFY) */
+	bool cn_busy;	      /* the OP_SEND_CLIENT in flight is the close_notify */
+	struct msghdr cn_msg; /* the close_notify record */
 	struct iovec cn_iov;
 	char cn_cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
 	struct msghdr msg; /* http mode: recvmsg of the request direction */

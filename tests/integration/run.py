@@ -20,6 +20,7 @@ import test_oracle  # noqa: E402,F401
 import test_gateway  # noqa: E402,F401
 import test_regress  # noqa: E402,F401
 import test_ktls  # noqa: E402,F401
+import test_passthrough  # noqa: E402,F401
 
 
 def _on_signal(signum, frame):

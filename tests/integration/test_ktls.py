@@ -582,3 +582,69 @@ def t_client_alert():
                 c2.handshake()
                 c2.send(b"ECHO\nalive\n")
                 check_eq(_TlsReader(c2).until(b"\n"), b"alive\n", "served after the alert")
+
+
+class _SlowSink:
+    """Backend that waits, then reads in small pieces: the gateway must hold
+    what the client sends (the pipe and the sockets fill up, the splice from
+    the client waits) and lose nothing. Skips the PROXY v2 header, answers a
+    JSON line {len, sha256} at EOF."""
+
+    def __init__(self, delay):
+        import socket as so
+        import threading
+        self.ls = so.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.port = self.ls.getsockname()[1]
+        self.delay = delay
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        import json
+        c, _ = self.ls.accept()
+        time.sleep(self.delay)
+        buf = b""
+        while len(buf) < 16:
+            buf += c.recv(16 - len(buf))
+        hlen = 16 + int.from_bytes(buf[14:16], "big")
+        while len(buf) < hlen:
+            buf += c.recv(hlen - len(buf))
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        c.sendall(json.dumps({"len": n, "sha256": h.hexdigest()}).encode() + b"\n")
+        c.close()
+        self.ls.close()
+
+
+@test("ktls/slow-backend", timeout=300)
+@with_log
+def t_slow_backend(holder):
+    """A backend slower than the client (it starts reading after 3 s, then in
+    4 KiB reads): every byte the client sent arrives, in order."""
+    need_ktls()
+    combo = COMBOS[0]
+    n = 16 << 20
+    be = _SlowSink(3 * SLOW)
+    gw = holder["gw"] = start_gw(combo, STREAM_BODY, be.port)
+    with gw:
+        up = marked(n, b"slow-be")
+        with TlsConn(gw.ports["P0"], "client-good", version=combo[1], timeout=120) as c:
+            c.handshake()
+            c.send(up)
+            c.shutdown_write()
+            import json
+            line = _TlsReader(c).until(b"\n")
+            check(line is not None, "no answer from the backend")
+            j = json.loads(line)
+            check_eq((j["len"], j["sha256"]), (n, hashlib.sha256(up).hexdigest()),
+                     "client->backend bytes")
+        check_tier_k(gw, combo, "slow backend")
+        check_spliced(gw, "slow backend", down=False)

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Everything `make vmtest` runs INSIDE the VM (Debian's 6.1 kernel, with kernel TLS):
 #   1. tests/vm/run.py: the kernel's TLS itself (ULP, raw TLS_TX/RX, OpenSSL kTLS);
+#   1b. build/vm/sockmap-ktls: kTLS and the sockmap refuse each other (EINVAL both orders);
 #   2. the integration suite's tier K tests (ktls/) and the gateway tests (gw/, regress/,
 #      cli/), which on this kernel run on tier K.
 # Prints each suite's lines, then the summed "N passed, N failed, N skipped".
@@ -20,6 +21,11 @@ sum() {
 log=/tmp/vmsuite.$$
 /usr/bin/python3 tests/vm/run.py $1 2>&1 | tee "$log.1"
 sum "$log.1" kernel
+if [ -z "$1" ] || [ "$1" = sockmap-ktls ]; then
+	# the kernel refuses kTLS on a socket in a sockmap, both orders (DESIGN.md)
+	build/vm/sockmap-ktls 2>&1 | tee "$log.3"
+	sum "$log.3" sockmap-ktls
+fi
 if [ -n "$1" ]; then
 	set -- "$1"
 else
