@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <linux/tls.h>
@@ -86,15 +87,15 @@ static void touch(struct conn *c)
 
 /* ---------------------------------------------------------------- teardown */
 
-static void access_log_write(struct conn *c)
+void access_log_line(struct worker *w, const char *path, const char *peer, const char *fmt, ...)
 {
-	struct worker *w = c->w;
-	const char *path = c->srv ? c->srv->access_log : NULL;
 	struct access_log *al = NULL;
 	char when[64];
 	struct tm tm;
 	time_t now = time(NULL);
 	struct buf line = {};
+	va_list ap;
+	int err;
 
 	if (!path)
 		return;
@@ -105,24 +106,34 @@ static void access_log_write(struct conn *c)
 		return;
 	localtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
+	va_start(ap, fmt);
+	err = buf_printf(&line, "%s - [%s] ", peer, when);
+	if (!err)
+		err = buf_vprintf(&line, fmt, ap);
+	if (!err)
+		err = buf_puts(&line, "\n");
+	va_end(ap);
+	if (!err && write(al->fd, line.data, line.len) < 0)
+		pr_warn("access_log %s: %s", path, strerror(errno));
+	buf_free(&line);
+}
+
+static void access_log_write(struct conn *c)
+{
 	/*
 	 * One line per connection (ktlsgw relays, it does not parse responses):
 	 * remote address, time, TLS, verification, subject, requests, bytes, tier.
 	 */
-	if (buf_printf(&line,
-		       "%s - [%s] \"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
-		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"\n",
-		       c->peer_text, when, c->ident.protocol ? c->ident.protocol : "-",
+	access_log_line(c->w, c->srv ? c->srv->access_log : NULL, c->peer_text,
+		       "\"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
+		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"",
+		       c->ident.protocol ? c->ident.protocol : "-",
 		       c->ident.cipher ? c->ident.cipher : "-", c->ident.verify ? c->ident.verify : "-",
 		       c->ident.s_dn ? c->ident.s_dn : "", c->ident.server_name ? c->ident.server_name : "",
 		       c->hp.requests, (unsigned long long)c->bytes_up,
 		       (unsigned long long)c->bytes_down, c->tier_k ? 'K' : 'U',
 		       (double)(gw_now_ms() - c->start_ms) / 1000.0,
-		       c->close_reason ? c->close_reason : "") == 0) {
-		if (write(al->fd, line.data, line.len) < 0)
-			pr_warn("access_log %s: %s", path, strerror(errno));
-	}
-	buf_free(&line);
+		       c->close_reason ? c->close_reason : "");
 }
 
 /*

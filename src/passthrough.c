@@ -347,6 +347,8 @@ struct pt_conn {
 	bool paired; /* in the sockmap */
 	bool linked; /* in pt_conns, counted in w->nconns (until freed or handed over) */
 	uint64_t start_ms, deadline_ms, fin_since_ms;
+	uint64_t active_ms, idle_check_ms; /* relay: last time bytes moved; next check */
+	uint64_t seen;			   /* bytes both ways at the last check */
 	const char *close_reason;
 	struct pt_hello hello;
 	const struct gw_passthrough *route;
@@ -468,6 +470,14 @@ static void pt_close(struct pt_conn *pc, const char *reason, bool reset)
 	       pc->hello.sni, pc->route ? pc->route->target : "-",
 	       (unsigned long long)pc->d[0].bytes, (unsigned long long)pc->d[1].bytes,
 	       (unsigned long long)(gw_now_ms() - pc->start_ms));
+	if (pc->owner)
+		access_log_line(pc->w, pc->owner->access_log, pc->peer_text,
+				"\"passthrough\" sni=\"%s\" alpn=\"%s\" target=\"%s\" up=%llu "
+				"down=%llu tier=P duration=%.3f reason=\"%s\"",
+				pc->hello.sni, pc->hello.alpn, pc->route ? pc->route->target : "-",
+				(unsigned long long)pc->d[0].bytes,
+				(unsigned long long)pc->d[1].bytes,
+				(double)(gw_now_ms() - pc->start_ms) / 1000.0, reason);
 	/* out of the maps before the sockets close: no verdict runs on a half-gone pair */
 	if (pc->paired) {
 		sockmap_unpair(pt_sockmap, pc->d[0].from_ck, pc->d[1].from_ck);
@@ -875,6 +885,9 @@ static void pt_start_relay(struct pt_conn *pc)
 	int one = 1;
 
 	pc->state = PT_RELAY;
+	pc->active_ms = gw_now_ms();
+	pc->idle_check_ms = pc->active_ms + 1000;
+	pc->seen = 0;
 	pc->d[0] = (struct pt_dir){.from = pc->cfd, .to = pc->bfd, .pipe = {-1, -1}};
 	pc->d[1] = (struct pt_dir){.from = pc->bfd, .to = pc->cfd, .pipe = {-1, -1}};
 	for (int i = 0; i < 2; i++) {
@@ -1210,6 +1223,32 @@ void passthrough_complete(void *p, int res, unsigned int flags)
 	pt_maybe_free(pc);
 }
 
+/*
+ * nginx's proxy_timeout for a passthrough pair: no byte either way for the
+ * owner server's timeout (stream: proxy_timeout, 10m by default; an http
+ * server's routes: 10m) ends it. The sockmap moves bytes without the
+ * gateway, so its counters are read, once a second at most.
+ */
+static bool pt_idle(struct pt_conn *pc, uint64_t now)
+{
+	long limit = pc->owner && pc->owner->mode == GW_MODE_STREAM && pc->owner->idle_timeout_ms > 0
+			     ? pc->owner->idle_timeout_ms
+			     : 600000;
+	uint64_t total;
+
+	if (now < pc->idle_check_ms)
+		return false;
+	pc->idle_check_ms = now + 1000;
+	pt_read_counters(pc);
+	total = pc->d[0].bytes + pc->d[1].bytes;
+	if (total != pc->seen) {
+		pc->seen = total;
+		pc->active_ms = now;
+		return false;
+	}
+	return now - pc->active_ms > (uint64_t)limit;
+}
+
 void passthrough_sweep(struct worker *w, uint64_t now)
 {
 	struct pt_conn *pc, *next;
@@ -1223,6 +1262,10 @@ void passthrough_sweep(struct worker *w, uint64_t now)
 			pt_maybe_free(pc);
 		} else if (pc->state == PT_CONNECTING && now > pc->deadline_ms) {
 			pt_close(pc, "backend connect timed out", true);
+			pt_maybe_free(pc);
+		} else if (pc->state == PT_RELAY && pt_idle(pc, now)) {
+			pt_log(pc, GW_LOG_INFO, "timed out (proxy_timeout: no byte either way)");
+			pt_close(pc, "timed out (proxy_timeout: no byte either way)", false);
 			pt_maybe_free(pc);
 		} else if (pc->state == PT_RELAY && pc->relay == PT_RELAY_SOCKMAP &&
 			   pc->reset_from < 0) {

@@ -7,6 +7,7 @@
 #ifndef GW_COMMON_H
 #define GW_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +42,7 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 /* printf into the buffer (no NUL counted in len). Returns 0 or -ENOMEM. */
 int buf_printf(struct buf *b, const char *fmt, ...) __printf(2, 3);
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __printf(2, 0);
 /* Drop @n bytes from the front of the readable region. */
 void buf_consume(struct buf *b, size_t n);
 /* Readable bytes. */

@@ -181,6 +181,13 @@ extern bool ktls_splice;
 /* Submission helper: an SQE (submitting first if the ring is full), never NULL. */
 struct io_uring_sqe *worker_sqe(struct worker *w);
 
+/*
+ * Append "PEER - [TIME] " + the formatted rest as one line to the access_log
+ * @path of @w (nothing when @path is NULL or not open).
+ */
+void access_log_line(struct worker *w, const char *path, const char *peer, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Accepted socket @fd on @lst: allocate a conn and start the handshake. */
 void conn_accepted(struct listener *lst, int fd);
 /* A completion for @c. */

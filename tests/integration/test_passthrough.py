@@ -878,3 +878,65 @@ def t_no_bpf():
         check_eq(be.hellos, [hello], "ClientHello intact")
         time.sleep(0.2)
         check("(userspace copy)" in gw.logtext(), "relay logged: %r" % gw.logtext()[-600:])
+
+
+@test("passthrough/idle-timeout-and-access-log", timeout=120)
+def t_pt_idle():
+    """A passthrough pair that moves no byte either way for proxy_timeout is
+    closed with a logged reason (the sockmap carries the bytes, so the gateway
+    reads its counters), while a pair that keeps talking past the same timeout
+    is not; each routed connection gets one access_log line (tier=P, SNI, ALPN,
+    target, bytes, reason)."""
+    from lib import TMPROOT
+
+    def handler(c, i):
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+
+    path = os.path.join(TMPROOT, "pt-access-%d.log" % free_port())
+    with RawBackend(handler) as be:
+        gw = gw_pt(be.port, extra="proxy_timeout 2s;\n        access_log %s;" % path)
+        with gw:
+            need_bpf(gw)
+            idle = raw_connect(gw.ports["P0"])
+            idle.sendall(client_hello("pass.example", ["h2"]))
+            busy = raw_connect(gw.ports["P0"])
+            busy.sendall(client_hello("a.wild.example"))
+            deadline = time.monotonic() + 3 * SLOW
+            while len(be.hellos) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            check_eq(len(be.hellos), 2, "both routed")
+            # the busy pair talks every 0.5 s for 4.5 s; the idle one stays silent
+            busy.settimeout(5 * SLOW)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 4.5:
+                busy.sendall(b"ping")
+                check_eq(recv_exact(busy, 4), b"ping", "busy pair echo")
+                time.sleep(0.5)
+            idle.settimeout(5 * SLOW)
+            try:
+                got = idle.recv(100)
+            except (ConnectionResetError, socket.timeout):
+                got = None
+            check_eq(got, b"", "the idle pair was closed (FIN)")
+            busy.sendall(b"still")
+            check_eq(recv_exact(busy, 5), b"still", "the busy pair is still open")
+            check("timed out (proxy_timeout" in gw.logtext(), "no timeout line: " +
+                  gw.logtext()[-600:])
+            busy.close()
+            deadline = time.monotonic() + 10 * SLOW
+            lines = []
+            while len(lines) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                lines = open(path).read().splitlines() if os.path.exists(path) else []
+            check_eq(len(lines), 2, "access log lines: %r" % lines)
+            first = [ln for ln in lines if 'sni="pass.example"' in ln]
+            check(len(first) == 1, "no line for the idle pair: %r" % lines)
+            for part in ('"passthrough"', 'alpn="h2"', 'target="127.0.0.1:%d"' % be.port,
+                         "tier=P", 'reason="timed out (proxy_timeout'):
+                check(part in first[0], "%r not in %r" % (part, first[0]))
+            check(any('sni="a.wild.example"' in ln and " up=" in ln for ln in lines),
+                  "no line for the busy pair: %r" % lines)
