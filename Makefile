@@ -57,11 +57,26 @@ BIN       := $(OUT)/ktlsgw
 TESTBIN   := $(OUT)/run-tests
 
 .PHONY: all test unit-test integration-test demo deps clean format check-format vmtest
-all: build/ktlsgw
+all: build/ktlsgw build/ktlsgw-bench build/ktlsgw-bench-backend
 
 # The contract path: build/ktlsgw is the plain build.
 build/ktlsgw: $(BIN)
 	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/ktlsgw build/ktlsgw)
+
+# Benchmark tools (src/bench/, not part of the gateway): the mTLS load generator and its
+# backend; OpenSSL and pthreads only.
+BENCH_LIBS := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto) -pthread
+$(OUT)/ktlsgw-bench: $(OUT)/src/bench/bench.o $(OUT)/src/bench/util.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(BENCH_LIBS) -o $@
+$(OUT)/ktlsgw-bench-backend: $(OUT)/src/bench/backend.o $(OUT)/src/bench/util.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(BENCH_LIBS) -o $@
+build/ktlsgw-bench build/ktlsgw-bench-backend: build/%: $(OUT)/%
+	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/$* $@)
+$(OUT)/src/bench/%.o: src/bench/%.c | $(OUT)/src/bench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -pthread -c $< -o $@
 
 $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c | $(OUT)/bpf $(OUT)/vmlinux.h
 	$(call msg,BPF,$@)
@@ -103,7 +118,7 @@ $(TESTBIN): $(TEST_OBJS) $(OBJS)
 
 # Unit tests (C runner) then integration tests (real nginx as the oracle, real
 # sockets on loopback). Both print "N passed, N failed"; the last line sums them.
-test: deps $(TESTBIN) $(BIN) build/ktlsgw
+test: deps $(TESTBIN) $(BIN) build/ktlsgw $(OUT)/ktlsgw-bench $(OUT)/ktlsgw-bench-backend
 	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
 	$(Q)scripts/run-tests.sh $(OUT)
 
@@ -111,7 +126,7 @@ unit-test: $(TESTBIN)
 	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
 	$(Q)GW_CERTS=$(OUT)/certs $(TESTBIN) $(T)
 
-integration-test: $(BIN)
+integration-test: $(BIN) $(OUT)/ktlsgw-bench $(OUT)/ktlsgw-bench-backend
 	$(Q)scripts/gen-test-certs.sh $(OUT)/certs
 	$(Q)GW_BIN=$(BIN) GW_CERTS=$(OUT)/certs python3 tests/integration/run.py $(T)
 
@@ -140,10 +155,10 @@ vmtest: deps $(BIN) build/ktlsgw
 		-e GW_CERTS=$(OUT)/certs -e VMTEST_KTLS_OPENSSL=build/vm/ktls-openssl \
 		-- sh tests/vm/suite.sh $(T)
 
-$(OUT) $(OUT)/bpf $(OUT)/src $(OUT)/tests:
+$(OUT) $(OUT)/bpf $(OUT)/src $(OUT)/src/bench $(OUT)/tests:
 	$(Q)mkdir -p $@
 
-FMT_FILES := $(wildcard src/*.[ch] include/gw/*.h bpf/*.[ch] tests/*.[ch])
+FMT_FILES := $(wildcard src/*.[ch] src/bench/*.c include/gw/*.h bpf/*.[ch] tests/*.[ch])
 format:
 	$(Q)clang-format -i $(FMT_FILES)
 check-format:
@@ -151,6 +166,6 @@ check-format:
 clean:
 	$(Q)rm -rf build
 
--include $(wildcard $(OUT)/*/*.d)
+-include $(wildcard $(OUT)/*/*.d $(OUT)/src/bench/*.d)
 .DELETE_ON_ERROR:
 .SECONDARY:
