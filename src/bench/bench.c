@@ -814,7 +814,7 @@ static void report(struct bench_thread **th, long n, double secs)
 			printf("\"size\":%llu,", (unsigned long long)opt.size);
 		if (opt.mode == M_STREAM)
 			printf("\"stream\":\"%s\",", opt.sink ? "sink" : "echo");
-		printf("\"duration_s\":%.3f,\"requests\":%llu,\"requests_per_s\":%.1f,"
+		printf("\"duration_s\":%.6f,\"requests\":%llu,\"requests_per_s\":%.1f,"
 		       "\"handshakes\":%llu,\"resumed\":%llu,\"handshakes_per_s\":%.1f,"
 		       "\"bytes_rx\":%llu,\"bytes_tx\":%llu,\"mb_per_s\":%.3f,",
 		       secs, (unsigned long long)s.ok, (double)s.ok / secs,
