@@ -53,6 +53,7 @@ enum be_state {
 };
 
 struct be_conn {
+	struct be_conn *prev, *next; /* the thread's connections */
 	int fd;
 	enum be_state st;
 	bool keepalive;
@@ -82,6 +83,10 @@ static volatile sig_atomic_t stopping;
 
 static void be_close(int ep, struct be_conn *c)
 {
+	if (c->prev)
+		c->prev->next = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c);
@@ -482,6 +487,7 @@ static void *be_thread(void *arg)
 {
 	struct epoll_event ev, evs[256];
 	unsigned long nresp = 0;
+	struct be_conn head = {0};
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 
 	(void)arg;
@@ -524,6 +530,11 @@ static void *be_thread(void *arg)
 						free(c);
 						continue;
 					}
+					c->prev = &head;
+					c->next = head.next;
+					if (head.next)
+						head.next->prev = c;
+					head.next = c;
 					if (!be_drive(c, &nresp))
 						be_close(ep, c);
 				}
@@ -533,6 +544,9 @@ static void *be_thread(void *arg)
 				be_close(ep, c);
 		}
 	}
+	/* the list head is a sentinel: free every connection still open */
+	while (head.next)
+		be_close(ep, head.next);
 	close(ep);
 	return NULL;
 }
