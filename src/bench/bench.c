@@ -425,6 +425,9 @@ static void handshake_done(struct bench_conn *c)
 	 * finishes first, and a server that rejects the client certificate says so after.
 	 */
 	c->hs_pending = true;
+	/* latency: handshake mode times the whole connection, the others the request only */
+	if (opt.mode != M_HANDSHAKE)
+		c->t_start = now_ns();
 	if (!t->proto) {
 		t->proto = SSL_get_version(c->ssl);
 		t->cipher = SSL_get_cipher_name(c->ssl);
