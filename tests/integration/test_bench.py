@@ -65,7 +65,7 @@ class Backend:
     """ktlsgw-bench-backend on an ephemeral port (one thread: --fault counts are exact)."""
 
     def __init__(self, *args):
-        self.portfile = os.path.join(lib.TMPROOT, "be-port-%d-%d" % (os.getpid(), time.monotonic_ns()))
+        self.portfile = os.path.join(lib.TMPROOT, "be-port-%d" % time.monotonic_ns())
         self.log = open(self.portfile + ".log", "wb")
         self.proc = subprocess.Popen([BACKEND, "-l", "127.0.0.1:0", "-t", "1",
                                       "--port-file", self.portfile] + list(args),
@@ -204,7 +204,8 @@ def t_handshake():
             r, _ = bench("handshake", p, "-t", "1", "-c", "2", "-n", "40", "--tls", ver,
                          "--resume")
             check_json(r, "handshake", 40)
-            check_eq((r["handshakes"], r["resumed"]), (40, 38), "TLS %s handshakes, resumed" % ver)
+            check_eq((r["handshakes"], r["resumed"]), (40, 38),
+                     "TLS %s handshakes, resumed" % ver)
         gw.check_alive("bench handshake")
 
 
