@@ -155,7 +155,8 @@ def check_json(r, mode, requests, errors=None):
         check(abs(r["requests_per_s"] - rate) <= 0.01 * rate + 0.1,
               "requests_per_s %r is not requests/duration %r" % (r["requests_per_s"], rate))
     mb = (r["bytes_rx"] + r["bytes_tx"]) / 1e6 / r["duration_s"]
-    check(abs(r["mb_per_s"] - mb) <= 0.01 * mb + 0.001, "mb_per_s %r, want %r" % (r["mb_per_s"], mb))
+    check(abs(r["mb_per_s"] - mb) <= 0.01 * mb + 0.001,
+          "mb_per_s %r, want %r" % (r["mb_per_s"], mb))
 
 
 @test("bench/rps: keep-alive GETs, every body checked, counts exact", timeout=60)
