@@ -227,6 +227,25 @@ void conn_free_all(struct worker *w)
 
 /* --------------------------------------------------------------- accepting */
 
+void *worker_admit(struct worker *w, int fd, size_t size)
+{
+	void *p;
+
+	if (w->cfg->worker_connections > 0 &&
+	    w->nconns >= (unsigned long)w->cfg->worker_connections) {
+		pr_warn("%d worker_connections are not enough, closing new connection",
+			w->cfg->worker_connections);
+		close(fd);
+		return NULL;
+	}
+	p = calloc(1, size);
+	if (!p) {
+		pr_err("accept: out of memory");
+		close(fd);
+	}
+	return p;
+}
+
 void conn_accepted(struct listener *lst, int fd)
 {
 	struct worker *w = lst->w;
@@ -234,19 +253,9 @@ void conn_accepted(struct listener *lst, int fd)
 	socklen_t len;
 	int one = 1;
 
-	if (w->cfg->worker_connections > 0 &&
-	    w->nconns >= (unsigned long)w->cfg->worker_connections) {
-		pr_warn("%d worker_connections are not enough, closing new connection",
-			w->cfg->worker_connections);
-		close(fd);
+	c = worker_admit(w, fd, sizeof(*c));
+	if (!c)
 		return;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		pr_err("accept: out of memory");
-		close(fd);
-		return;
-	}
 	c->w = w;
 	c->lst = lst;
 	c->id = ++w->next_id;

@@ -1082,19 +1082,9 @@ void passthrough_accepted(struct listener *lst, int fd)
 		conn_accepted(lst, fd);
 		return;
 	}
-	if (w->cfg->worker_connections > 0 &&
-	    w->nconns >= (unsigned long)w->cfg->worker_connections) {
-		pr_warn("%d worker_connections are not enough, closing new connection",
-			w->cfg->worker_connections);
-		close(fd);
+	pc = worker_admit(w, fd, sizeof(*pc));
+	if (!pc)
 		return;
-	}
-	pc = calloc(1, sizeof(*pc));
-	if (!pc) {
-		pr_err("accept: out of memory");
-		close(fd);
-		return;
-	}
 	pc->w = w;
 	pc->lst = lst;
 	pc->id = ++w->next_id;

@@ -13,6 +13,7 @@
 #ifndef GW_BENCH_H
 #define GW_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,12 @@ int bench_pat_check(const void *p, size_t len, uint64_t off);
 
 /* "64", "16k", "1m", "2g" (powers of 1024) -> 0 / -EINVAL */
 int bench_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Is header line @line (@len bytes, no CRLF) the header @name (lowercase,
+ * matched without case)? Then *@val / *@vlen is its value, blanks trimmed.
+ */
+bool bench_hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen);
 
 #define HIST_SUB_BITS 10
 #define HIST_SUB (1u << HIST_SUB_BITS)

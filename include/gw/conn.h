@@ -188,6 +188,12 @@ struct io_uring_sqe *worker_sqe(struct worker *w);
 void access_log_line(struct worker *w, const char *path, const char *peer, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/*
+ * A zeroed object of @size for accepted socket @fd, or NULL with @fd closed
+ * and the reason logged (worker_connections reached, out of memory).
+ */
+void *worker_admit(struct worker *w, int fd, size_t size);
+
 /* Accepted socket @fd on @lst: allocate a conn and start the handshake. */
 void conn_accepted(struct listener *lst, int fd);
 /* A completion for @c. */

@@ -163,24 +163,6 @@ static void be_respond_upload(struct be_conn *c, unsigned long *nresp)
 	c->sending = true;
 }
 
-static bool hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
-{
-	size_t n = strlen(name);
-
-	if (len <= n || strncasecmp(line, name, n) || line[n] != ':')
-		return false;
-	line += n + 1;
-	len -= n + 1;
-	while (len && (*line == ' ' || *line == '\t')) {
-		line++;
-		len--;
-	}
-	while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	*val = line;
-	*vlen = len;
-	return true;
-}
 
 /* parse the head rbuf[0..hlen); returns 0 or -EBADMSG */
 static int be_parse_head(struct be_conn *c, size_t hlen, unsigned long *nresp)
@@ -206,7 +188,7 @@ static int be_parse_head(struct be_conn *c, size_t hlen, unsigned long *nresp)
 		char *e = memmem(l, (size_t)(p + hlen - l), "\r\n", 2);
 		size_t ll = (size_t)(e - l);
 
-		if (hdr_is(l, ll, "content-length", &v, &vlen)) {
+		if (bench_hdr_is(l, ll, "content-length", &v, &vlen)) {
 			char tmp[24];
 
 			if (!vlen || vlen >= sizeof(tmp))
@@ -216,9 +198,9 @@ static int be_parse_head(struct be_conn *c, size_t hlen, unsigned long *nresp)
 			if (bench_parse_size(tmp, &cl) || strspn(tmp, "0123456789") != vlen)
 				return -EBADMSG;
 			has_cl = true;
-		} else if (hdr_is(l, ll, "transfer-encoding", &v, &vlen)) {
+		} else if (bench_hdr_is(l, ll, "transfer-encoding", &v, &vlen)) {
 			chunked = vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7);
-		} else if (hdr_is(l, ll, "connection", &v, &vlen)) {
+		} else if (bench_hdr_is(l, ll, "connection", &v, &vlen)) {
 			if (vlen == 5 && !strncasecmp(v, "close", 5))
 				c->keepalive = false;
 			else if (vlen == 10 && !strncasecmp(v, "keep-alive", 10))

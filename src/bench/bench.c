@@ -310,24 +310,6 @@ static int ssl_outcome(struct bench_conn *c, int r, enum bench_err kind)
 	return -1;
 }
 
-static bool hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
-{
-	size_t n = strlen(name);
-
-	if (len <= n || strncasecmp(line, name, n) || line[n] != ':')
-		return false;
-	line += n + 1;
-	len -= n + 1;
-	while (len && (*line == ' ' || *line == '\t')) {
-		line++;
-		len--;
-	}
-	while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	*val = line;
-	*vlen = len;
-	return true;
-}
 
 /* check a response head hbuf[0..hlen); 0 or the error kind + 1 */
 static int parse_head(struct bench_conn *c, size_t hlen)
@@ -348,7 +330,7 @@ static int parse_head(struct bench_conn *c, size_t hlen)
 		const char *e = memmem(l, (size_t)(p + hlen - l), "\r\n", 2);
 		size_t ll = (size_t)(e - l);
 
-		if (hdr_is(l, ll, "content-length", &v, &vlen)) {
+		if (bench_hdr_is(l, ll, "content-length", &v, &vlen)) {
 			char tmp[24];
 
 			if (has_cl || !vlen || vlen >= sizeof(tmp) ||
@@ -358,7 +340,7 @@ static int parse_head(struct bench_conn *c, size_t hlen)
 			tmp[vlen] = 0;
 			cl = strtoull(tmp, NULL, 10);
 			has_cl = true;
-		} else if (hdr_is(l, ll, "connection", &v, &vlen)) {
+		} else if (bench_hdr_is(l, ll, "connection", &v, &vlen)) {
 			if (vlen == 5 && !strncasecmp(v, "close", 5))
 				c->close_after = true;
 		}

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gw/bench.h"
 
@@ -157,4 +158,23 @@ uint64_t hist_quantile(const struct bench_hist *h, double q)
 		}
 	}
 	return h->max;
+}
+
+bool bench_hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
+{
+	size_t n = strlen(name);
+
+	if (len <= n || strncasecmp(line, name, n) || line[n] != ':')
+		return false;
+	line += n + 1;
+	len -= n + 1;
+	while (len && (*line == ' ' || *line == '\t')) {
+		line++;
+		len--;
+	}
+	while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	*val = line;
+	*vlen = len;
+	return true;
 }

@@ -754,6 +754,7 @@ class TlsConn:
                                      session=session)
         self.tcp_eof = False
         self.unclean = False
+        self.read_size = 262144  # per socket read; small to read slowly (slow-reader tests)
 
     def server_cert_ok(self):
         """The server sent the test PKI's server certificate."""
@@ -772,7 +773,7 @@ class TlsConn:
         if self.tcp_eof:
             raise ConnClosed("EOF")
         try:
-            d = self.sock.recv(262144)
+            d = self.sock.recv(self.read_size)
         except ConnectionResetError:
             d = b""
         if not d:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 
-from lib import (ConnClosed, EchoBackend, ProxyReceiver, Server, Skip, Tap, TestFailure, TlsConn, _TlsReader,
+from lib import (EchoBackend, ProxyReceiver, Server, Skip, Tap, TestFailure, TlsConn, _TlsReader,
                  cert, check, check_eq, det_bytes, free_port, http_get, need_gw, read_response,
                  test, walk_tls_records, SLOW, TMPROOT)
 
@@ -376,20 +376,6 @@ def t_resets():
             check(gw.alive(), "gateway alive")
 
 
-def _trickle_fill(c):
-    if c.tcp_eof:
-        raise ConnClosed("EOF")
-    try:
-        d = c.sock.recv(2048)
-    except ConnectionResetError:
-        d = b""
-    if not d:
-        c.tcp_eof = True
-        c.inc.write_eof()
-    else:
-        c.inc.write(d)
-
-
 def _mk_slow_reader(mode):
     @test("ktls/slow-reader-%s" % mode, timeout=300)
     @with_log
@@ -422,7 +408,7 @@ def _mk_slow_reader(mode):
                     time.sleep(4 * SLOW)  # let every buffer on the way fill up
                     # then read in small steps, so that the gateway's socket stays full
                     # up to its last record
-                    c._fill = lambda: _trickle_fill(c)
+                    c.read_size = 2048
                     rd = _TlsReader(c)
                     if mode == "stream":
                         line = rd.until(b"\n")
