@@ -33,4 +33,5 @@ make -j"$(nproc)" >/dev/null
 scripts/gen-test-certs.sh build/default/certs >/dev/null
 # 10 000 idle connections: the opener and each proxy need that many descriptors and more.
 ulimit -n 200000 2>/dev/null || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-BENCH_CMD="scripts/bench.sh${*:+ $*}" exec python3 scripts/bench/run.py --certs build/default/certs --bin build/default "$@"
+export BENCH_CMD="scripts/bench.sh${*:+ $*}"
+exec python3 scripts/bench/run.py --certs build/default/certs --bin build/default "$@"

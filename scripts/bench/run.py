@@ -94,6 +94,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_busy():
+    """Busy jiffies (all but idle and iowait) per CPU, from /proc/stat."""
+    busy = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = line.split()
+                n = [int(x) for x in v[1:]]
+                busy[v[0][3:]] = sum(n) - n[3] - n[4]
+    return busy
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -494,10 +506,14 @@ class Bench:
                     k = (rnd + si) % len(proxies)
                     for name in proxies[k:] + proxies[:k]:
                         p = px[name]
-                        c0, t0 = cpu_seconds(p.pid), time.monotonic()
+                        c0, b0, t0 = cpu_seconds(p.pid), cpu_busy(), time.monotonic()
                         rc, r, err = self.bench(s, p.ports[s[3]], duration=a.duration)
                         wall = time.monotonic() - t0
                         cpu = cpu_seconds(p.pid) - c0
+                        b1 = cpu_busy()
+                        hz = os.sysconf("SC_CLK_TCK")
+                        load = 100.0 * (b1[CPU_LOAD] - b0[CPU_LOAD]) / hz / wall
+                        pcpu = 100.0 * (b1[CPU_PROXY] - b0[CPU_PROXY]) / hz / wall
                         done += 1
                         if not r:
                             log("  %s via %s: no result (rc %d) %s" % (s[0], name, rc,
@@ -507,14 +523,17 @@ class Bench:
                         units = val * r["duration_s"]
                         results[s[0]][name].append({
                             "value": val, "errors": r["errors_total"], "cpu_s": cpu,
-                            "cpu_pct": 100.0 * cpu / wall, "per_cpu_s": units / cpu if cpu
-                            else None, "p50_us": r["latency_us"]["p50"],
+                            "cpu_pct": 100.0 * cpu / wall, "cpu0_busy_pct": load,
+                            "cpu1_busy_pct": pcpu,
+                            "per_cpu_s": units / cpu if cpu >= 0.02 * wall else None,
+                            "p50_us": r["latency_us"]["p50"],
                             "p99_us": r["latency_us"]["p99"], "cipher": r["cipher"],
                             "tls": r["tls_version"], "resumed": r["resumed"],
                             "handshakes": r["handshakes"]})
-                        log("[%3d/%d] round %d %-11s %-8s %12.1f %-5s proxy CPU %3.0f%%%s" % (
+                        log("[%3d/%d] round %d %-11s %-8s %10.1f %-5s proxy %3.0f%% CPU; "
+                            "busy: CPU%s %3.0f%% CPU%s %3.0f%%%s" % (
                             done, total, rnd + 1, s[0], NAMES[name], val, s[5],
-                            100.0 * cpu / wall,
+                            100.0 * cpu / wall, CPU_LOAD, load, CPU_PROXY, pcpu,
                             "  errors %d" % r["errors_total"] if r["errors_total"] else ""))
             for p in px.values():
                 if p.proc.poll() is not None:
@@ -547,17 +566,18 @@ class Bench:
         opened = int(line[1]) if len(line) == 2 and line[0] == "open" else 0
         settle(p.pid)
         rss = rss_kib(p.pid)
+        fds = len(os.listdir("/proc/%d/fd" % p.pid))
         alive = p.proc.poll() is None
         op.stdin.close()
         op.wait(60)
         p.stop()
         self.procs.remove(p)
         per = (rss - base) / opened if opened else None
-        log("idle %-8s %d of %d connections open: RSS %d -> %d KiB = %s KiB/conn%s%s" % (
-            NAMES[name], opened, n, base, rss, "%.2f" % per if per is not None else "-",
+        log("idle %-8s %d of %d connections open: RSS %d -> %d KiB = %s KiB/conn, %d fds%s%s" % (
+            NAMES[name], opened, n, base, rss, "%.2f" % per if per is not None else "-", fds,
             "" if alive else " (the proxy died)", "" if warm.returncode == 0 else
             " (warm-up failed)"))
-        return {"opened": opened, "wanted": n, "rss_base_kib": base, "rss_kib": rss,
+        return {"opened": opened, "wanted": n, "rss_base_kib": base, "rss_kib": rss, "fds": fds,
                 "kib_per_conn": per if alive else None}
 
 
@@ -703,7 +723,7 @@ def report(scen, proxies, results, idle, meta, out, cmd):
     L.append("|" + "---|" * (hdr.count("|") - 1))
     for s, pcs in eff:
         row = "| %s | %s | " % (s[1], s[5].split("/")[0]) + " | ".join(
-            fmt(pcs[p]) for p in proxies)
+            fmt(pcs[p]) if pcs[p] is not None else "(CPU < 2 %)" for p in proxies)
         if has["ktlsgw"] and has["nginx"]:
             row += " | %s" % ratio(pcs["ktlsgw"], pcs["nginx"])
         if has["ktlsgw"] and has["haproxy"]:
@@ -750,14 +770,14 @@ def plot(chart, proxies, idle, out):
                                                for p in proxies) + "\n")
     gp = """set terminal svg size 1000,480 dynamic font "sans,12"
 set output '{O}/results.svg'
-set title "ktlsgw vs nginx vs HAProxy, mTLS, 1 worker each (1.0 = best of the three; idle-RSS: 1.0 = smallest)"
+set title "mTLS, 1 worker each: median / best of the three\\n(idle-RSS: smallest / own)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
-set yrange [0:1.15]
+set yrange [0:1.1]
 set grid ytics
-set key top right
+set key outside top center horizontal
 set xtics rotate by -30
 plot for [i=2:{N}] '{D}' using i:xtic(1) title columnheader(i)
 """.format(O=out, D=dat, N=len(proxies) + 1)
