@@ -493,7 +493,8 @@ class Bench:
                 "kernel": os.uname().release, "cpus": os.cpu_count(),
                 "pinning": "proxy on CPU %s; ktlsgw-bench (1 thread), backends and the "
                            "passthrough terminator on CPU %s" % (CPU_PROXY, CPU_LOAD),
-                "versions": versions(self.bindir), "skipped": {}}
+                "versions": versions(self.bindir), "skipped": {},
+                "command": os.environ.get("BENCH_CMD") or " ".join(sys.argv)}
         try:
             be, echo, term = self.backends()
             px = {name: self.start_proxy(name, be, echo, term) for name in proxies}
@@ -673,6 +674,11 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def spread(xs):
+    xs = [x for x in xs if x]
+    return "%.2f" % (max(xs) / min(xs)) if xs else "-"
+
+
 def ratio(a, b):
     return "%.2f" % (a / b) if a is not None and b else "-"
 
@@ -696,7 +702,7 @@ def report(scen, proxies, results, idle, meta, out, cmd):
         hdr += " | ktlsgw/nginx"
     if has["ktlsgw"] and has["haproxy"]:
         hdr += " | ktlsgw/HAProxy"
-    hdr += " | proxy CPU % (" + ", ".join(NAMES[p] for p in proxies) + ") |"
+    hdr += " | proxy CPU % | spread max/min |"
     L.append(hdr)
     L.append("|" + "---|" * (hdr.count("|") - 1))
     chart = []
@@ -714,7 +720,8 @@ def report(scen, proxies, results, idle, meta, out, cmd):
         if has["ktlsgw"] and has["haproxy"]:
             row += " | **%s**" % ratio(m["ktlsgw"], m["haproxy"])
         row += " | " + " / ".join("%.0f" % cpu[p] if cpu[p] is not None else "-"
-                                  for p in proxies) + " |"
+                                  for p in proxies)
+        row += " | " + " / ".join(spread([x["value"] for x in r[p]]) for p in proxies) + " |"
         L.append(row)
         chart.append((s[0], m))
         eff.append((s, pcs))
@@ -726,8 +733,12 @@ def report(scen, proxies, results, idle, meta, out, cmd):
             row += " | **%s**" % ratio(m["ktlsgw"], m["nginx"])
         if has["ktlsgw"] and has["haproxy"]:
             row += " | **%s**" % ratio(m["ktlsgw"], m["haproxy"])
-        row += " | |"
+        row += " | | |"
         L.append(row)
+    L.append("")
+    L.append("The ratios are ktlsgw's median over the other's (higher is better, but for RSS). "
+             "proxy CPU %% and spread (the highest over the lowest of the rounds) are given "
+             "for %s in this order." % ", ".join(NAMES[p] for p in proxies))
     L.append("")
     L.append("Work per CPU-second of the proxy (the unit above x duration / the proxy's "
              "user+sys time; where a proxy is below ~95 % CPU the load generator on CPU 0 "
@@ -822,6 +833,8 @@ def main():
     ap.add_argument("--ktls", default="off", choices=["off", "auto"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--report", metavar="RESULTS_JSON",
+                    help="only write the table and the chart again from a results.json")
     ap.add_argument("--idle-opener", type=int)
     ap.add_argument("--port", type=int)
     ap.add_argument("--close", action="store_true")
@@ -830,6 +843,15 @@ def main():
         idle_opener(a.idle_opener, a.certs, a.port, a.close)
         return
     cmd = os.environ.get("BENCH_CMD") or " ".join(sys.argv)
+    if a.report:
+        with open(a.report) as f:
+            j = json.load(f)
+        scen = [s for s in SCENARIOS if s[0] in j["scenarios"]]
+        proxies = [p for p in PROXIES if p in j["results"][scen[0][0]]]
+        out = os.path.dirname(os.path.abspath(a.report))
+        print(report(scen, proxies, j["results"], j["idle"], j["meta"], out,
+                     j["meta"].get("command", cmd)))
+        return
     if a.quick:
         a.rounds, a.duration, a.idle = 1, 2, min(a.idle, 1000)
     a.scenarios = [x for x in a.scenarios.split(",") if x]
