@@ -137,7 +137,7 @@ deps:
 	$(Q)scripts/install-deps.sh --if-missing
 
 # Side-by-side benchmark against nginx and HAProxy (scripts/bench.sh: builds, installs what
-# is missing, about 12 minutes); make bench BENCH_ARGS="--rounds 5 --duration 10".
+# is missing, about 8 minutes); make bench BENCH_ARGS="--rounds 5 --duration 10".
 bench:
 	$(Q)scripts/bench.sh $(BENCH_ARGS)
 
