@@ -15,6 +15,7 @@
 # connections to a fresh process of each proxy). Writes DIR/results.md (the table),
 # DIR/results.json (every run), DIR/results.svg (gnuplot chart) and DIR/logs/.
 # --quick: 1 round of 2 s and 1000 idle connections (a check of the harness, not figures).
+# python3 scripts/bench/run.py --report DIR/results.json writes the table and chart again.
 # Needs root for the sockmap passthrough route (ktlsgw loads BPF); without it that
 # scenario is skipped with the reason.
 set -euo pipefail
@@ -24,7 +25,7 @@ cd "$ROOT"
 install=1
 for a in "$@"; do
 	[ "$a" = "--no-install" ] && install=0
-	[ "$a" = "-h" ] || [ "$a" = "--help" ] && { sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
+	[ "$a" = "-h" ] || [ "$a" = "--help" ] && { sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 done
 if [ "$install" = 1 ]; then
 	scripts/install-deps.sh --if-missing --bench
