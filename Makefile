@@ -56,7 +56,7 @@ TEST_OBJS := $(TEST_SRCS:tests/%.c=$(OUT)/tests/%.o)
 BIN       := $(OUT)/ktlsgw
 TESTBIN   := $(OUT)/run-tests
 
-.PHONY: all test unit-test integration-test demo deps clean format check-format vmtest
+.PHONY: all test unit-test integration-test demo deps clean format check-format vmtest bench
 all: build/ktlsgw build/ktlsgw-bench build/ktlsgw-bench-backend
 
 # The contract path: build/ktlsgw is the plain build.
@@ -135,6 +135,11 @@ demo: deps build/ktlsgw
 
 deps:
 	$(Q)scripts/install-deps.sh --if-missing
+
+# Side-by-side benchmark against nginx and HAProxy (scripts/bench.sh: builds, installs what
+# is missing, about 8 minutes); make bench BENCH_ARGS="--rounds 5 --duration 10".
+bench:
+	$(Q)scripts/bench.sh $(BENCH_ARGS)
 
 # Kernel TLS suite (tests/vm/suite.sh: tests/vm/run.py, then the tier K and gateway tests of
 # tests/integration) inside a TCG VM on Debian 12's 6.1 kernel, which has tls.ko
