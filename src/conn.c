@@ -346,7 +346,7 @@ static size_t splice_in_len(const struct conn *c)
 {
 	uint64_t n;
 
-	if (!ktls_splice || c->state != CS_RELAY || c->p1[1] < 0 || c->p1_fill)
+	if (c->state != CS_RELAY || c->p1[1] < 0 || c->p1_fill) /* pipes: tier K, splice on */
 		return 0;
 	if (c->srv->mode == GW_MODE_STREAM)
 		return GW_PIPE_SIZE;
@@ -359,7 +359,7 @@ static size_t splice_in_len(const struct conn *c)
 /* Tier K: the backend's bytes go backend -> pipe -> client (all but an Upgrade answer). */
 static bool splice_out(const struct conn *c)
 {
-	return c->tier_k && ktls_splice && c->p2[1] >= 0 &&
+	return c->p2[1] >= 0 && /* pipes exist on tier K with the splice relay only */
 	       (c->srv->mode == GW_MODE_STREAM || c->hp.state != HTTP_S_UPGRADE_WAIT);
 }
 
@@ -943,6 +943,23 @@ static int upgrade_check(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
+/*
+ * Backend bytes read into userspace (tier U, or an Upgrade answer on tier
+ * K): peeked for "101" while an Upgrade waits, then queued for the client.
+ * Returns 0, or -ECANCELED when the connection is closing.
+ */
+static int backend_data(struct conn *c, const char *p, size_t n)
+{
+	if (c->hp.state == HTTP_S_UPGRADE_WAIT && upgrade_check(c, p, n))
+		return -ECANCELED;
+	if (client_write_plain(c, p, n)) {
+		gw_log_ssl_errors(GW_LOG_ERR, "SSL_write");
+		conn_abort(c, "TLS write error");
+		return -ECANCELED;
+	}
+	return 0;
+}
+
 static void on_backend_recv(struct conn *c, int res)
 {
 	c->brx_busy = false;
@@ -975,13 +992,8 @@ static void on_backend_recv(struct conn *c, int res)
 		return;
 	}
 	c->bytes_down += (uint64_t)res;
-	if (c->hp.state == HTTP_S_UPGRADE_WAIT && upgrade_check(c, c->brx, (size_t)res))
+	if (backend_data(c, c->brx, (size_t)res))
 		return;
-	if (client_write_plain(c, c->brx, (size_t)res)) {
-		gw_log_ssl_errors(GW_LOG_ERR, "SSL_write");
-		conn_abort(c, "TLS write error");
-		return;
-	}
 	client_flush(c);
 }
 
@@ -1153,13 +1165,8 @@ static void on_splice_b_in(struct conn *c, int res)
 				return;
 			}
 			left -= (size_t)k;
-			if (c->hp.state == HTTP_S_UPGRADE_WAIT &&
-			    upgrade_check(c, c->brx, (size_t)k))
+			if (backend_data(c, c->brx, (size_t)k))
 				return;
-			if (client_write_plain(c, c->brx, (size_t)k)) {
-				conn_abort(c, "out of memory");
-				return;
-			}
 		}
 		client_flush(c);
 		return;
