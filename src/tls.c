@@ -49,11 +49,11 @@ struct tls_srv {
 	unsigned int sid_ctx_len;
 };
 
-/* Per-connection state, hung off the SSL as ex_data and freed with it. */
-struct tls_conn {
-	struct tls_srv *srv; /* current server{} (changes on SNI) */
-	/* the last per-certificate verify error OpenSSL reported */
-	int err;
+/*
+ * Why a client was refused: allocated on the first verify error or refusal
+ * only (3 KiB that a verified connection does not carry).
+ */
+struct tls_detail {
 	int err_depth;
 	char subj[TLS_DN_MAX];
 	char issuer[TLS_DN_MAX];
@@ -64,6 +64,13 @@ struct tls_conn {
 	char reason[TLS_REASON_MAX];
 };
 
+/* Per-connection state, hung off the SSL as ex_data and freed with it. */
+struct tls_conn {
+	struct tls_srv *srv; /* current server{} (changes on SNI) */
+	int err;	     /* the last per-certificate verify error OpenSSL reported */
+	struct tls_detail *d; /* NULL until something is refused */
+};
+
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_ssl_idx = -1;
 static int tls_ctx_idx = -1;
@@ -71,7 +78,22 @@ static int tls_ctx_idx = -1;
 static void tls_conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 			     void *argp)
 {
-	free(ptr);
+	struct tls_conn *c = ptr;
+
+	if (c)
+		free(c->d);
+	free(c);
+}
+
+/* The refusal details of @c, allocated on first use; NULL when out of memory. */
+static struct tls_detail *tls_detail(struct tls_conn *c)
+{
+	if (!c->d) {
+		c->d = calloc(1, sizeof(*c->d));
+		if (c->d)
+			c->d->need_depth = -1;
+	}
+	return c->d;
 }
 
 static void tls_init_once(void)
@@ -255,27 +277,29 @@ static void record_error(struct tls_conn *c, X509_STORE_CTX *x)
 	X509_CRL *crl = X509_STORE_CTX_get0_current_crl(x);
 
 	c->err = X509_STORE_CTX_get_error(x);
-	c->err_depth = X509_STORE_CTX_get_error_depth(x);
-	c->subj[0] = c->issuer[0] = c->when[0] = c->serial[0] = c->crl_iss[0] = '\0';
+	if (!tls_detail(c))
+		return;
+	c->d->err_depth = X509_STORE_CTX_get_error_depth(x);
+	c->d->subj[0] = c->d->issuer[0] = c->d->when[0] = c->d->serial[0] = c->d->crl_iss[0] = '\0';
 	if (cert) {
-		dn_str(X509_get_subject_name(cert), c->subj, sizeof(c->subj));
-		dn_str(X509_get_issuer_name(cert), c->issuer, sizeof(c->issuer));
-		serial_str(cert, c->serial, sizeof(c->serial));
+		dn_str(X509_get_subject_name(cert), c->d->subj, sizeof(c->d->subj));
+		dn_str(X509_get_issuer_name(cert), c->d->issuer, sizeof(c->d->issuer));
+		serial_str(cert, c->d->serial, sizeof(c->d->serial));
 		if (c->err == X509_V_ERR_CERT_NOT_YET_VALID)
-			time_str(X509_get0_notBefore(cert), c->when, sizeof(c->when));
+			time_str(X509_get0_notBefore(cert), c->d->when, sizeof(c->d->when));
 		else
-			time_str(X509_get0_notAfter(cert), c->when, sizeof(c->when));
+			time_str(X509_get0_notAfter(cert), c->d->when, sizeof(c->d->when));
 	}
 	if (crl)
-		dn_str(X509_CRL_get_issuer(crl), c->crl_iss, sizeof(c->crl_iss));
+		dn_str(X509_CRL_get_issuer(crl), c->d->crl_iss, sizeof(c->d->crl_iss));
 	/*
 	 * A chain cut short by ssl_verify_depth ends on an untrusted CA: OpenSSL
 	 * then says "unable to get issuer" (or "chain too long"). Tell that
 	 * apart from a really unknown CA.
 	 */
-	c->need_depth = -1;
+	c->d->need_depth = -1;
 	if (depth_cut_error(c->err))
-		c->need_depth = chain_needed_depth(x);
+		c->d->need_depth = chain_needed_depth(x);
 }
 
 /* nginx's ngx_ssl_verify_callback(): note, and go on. */
@@ -289,17 +313,19 @@ static int tls_verify_cb(int ok, X509_STORE_CTX *x)
 	return 1;
 }
 
-/* Explain verify result @err into c->reason. */
+/* Explain verify result @err into c->d->reason. */
 static void explain_verify(struct tls_conn *c, const struct gw_server *srv, long err)
 {
-	char *r = c->reason;
-	size_t n = sizeof(c->reason);
+	if (!tls_detail(c))
+		return;
+	char *r = c->d->reason;
+	size_t n = sizeof(c->d->reason);
 	bool have = c->err == err;
-	const char *subj = have ? c->subj : "?";
+	const char *subj = have ? c->d->subj : "?";
 
-	if (have && c->need_depth > srv->verify_depth && depth_cut_error(err)) {
+	if (have && c->d->need_depth > srv->verify_depth && depth_cut_error(err)) {
 		snprintf(r, n, "verify depth %d exceeded: chain needs depth %d (ssl_verify_depth)",
-			 srv->verify_depth, c->need_depth);
+			 srv->verify_depth, c->d->need_depth);
 		return;
 	}
 	switch (err) {
@@ -307,31 +333,31 @@ static void explain_verify(struct tls_conn *c, const struct gw_server *srv, long
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
 		snprintf(r, n, "unknown CA: no trusted issuer for \"%s\" issued by \"%s\"", subj,
-			 have ? c->issuer : "?");
+			 have ? c->d->issuer : "?");
 		break;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		snprintf(r, n, "certificate \"%s\" expired on %s", subj, have ? c->when : "?");
+		snprintf(r, n, "certificate \"%s\" expired on %s", subj, have ? c->d->when : "?");
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 		snprintf(r, n, "certificate \"%s\" is not yet valid until %s", subj,
-			 have ? c->when : "?");
+			 have ? c->d->when : "?");
 		break;
 	case X509_V_ERR_CERT_REVOKED:
 		snprintf(r, n, "certificate \"%s\" revoked (serial %s)", subj,
-			 have ? c->serial : "?");
+			 have ? c->d->serial : "?");
 		break;
 	case X509_V_ERR_CERT_CHAIN_TOO_LONG:
 		snprintf(r, n, "verify depth %d exceeded (ssl_verify_depth)", srv->verify_depth);
 		break;
 	case X509_V_ERR_CRL_HAS_EXPIRED:
-		snprintf(r, n, "CRL has expired (issuer \"%s\")", have ? c->crl_iss : "?");
+		snprintf(r, n, "CRL has expired (issuer \"%s\")", have ? c->d->crl_iss : "?");
 		break;
 	case X509_V_ERR_CRL_NOT_YET_VALID:
-		snprintf(r, n, "CRL is not yet valid (issuer \"%s\")", have ? c->crl_iss : "?");
+		snprintf(r, n, "CRL is not yet valid (issuer \"%s\")", have ? c->d->crl_iss : "?");
 		break;
 	case X509_V_ERR_UNABLE_TO_GET_CRL:
 		snprintf(r, n, "no CRL in ssl_crl for \"%s\" (issuer \"%s\")", subj,
-			 have ? c->issuer : "?");
+			 have ? c->d->issuer : "?");
 		break;
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
 		snprintf(r, n, "self-signed certificate \"%s\"", subj);
@@ -458,13 +484,15 @@ static void explain_allow(struct tls_conn *c, X509 *cert)
 {
 	char subj[TLS_DN_MAX];
 
+	if (!tls_detail(c))
+		return;
 	dn_str(X509_get_subject_name(cert), subj, sizeof(subj));
-	snprintf(c->reason, sizeof(c->reason), "certificate \"%s\" not in ssl_client_allow", subj);
+	snprintf(c->d->reason, sizeof(c->d->reason), "certificate \"%s\" not in ssl_client_allow", subj);
 }
 
 /*
  * The decision on a presented certificate: verify result @err, leaf @cert.
- * Returns 0 (accept) or -EACCES with c->reason set.
+ * Returns 0 (accept) or -EACCES with c->d->reason set.
  */
 static int decide_cert(struct tls_conn *c, const struct gw_server *srv, long err, X509 *cert)
 {
@@ -481,7 +509,9 @@ static int decide_cert(struct tls_conn *c, const struct gw_server *srv, long err
 
 static void explain_no_cert(struct tls_conn *c, const struct gw_server *srv)
 {
-	snprintf(c->reason, sizeof(c->reason), "client sent no certificate (%s)",
+	if (!tls_detail(c))
+		return;
+	snprintf(c->d->reason, sizeof(c->d->reason), "client sent no certificate (%s)",
 		 srv->verify == GW_VERIFY_ON ? "ssl_verify_client on" : "ssl_client_allow");
 }
 
@@ -1127,20 +1157,20 @@ int tls_handshake(SSL *ssl, short *want)
 	default:
 		break;
 	}
-	if (!c)
+	if (!c || !tls_detail(c))
 		goto out;
-	if (c->reason[0]) {
+	if (c->d->reason[0]) {
 		/* our verification said why */
 	} else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
 		explain_no_cert(c, c->srv->srv);
 	} else if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
-		snprintf(c->reason, sizeof(c->reason), "%s during handshake",
+		snprintf(c->d->reason, sizeof(c->d->reason), "%s during handshake",
 			 saved ? strerror(saved) : "connection closed by client");
 	} else if (e == SSL_ERROR_ZERO_RETURN) {
-		snprintf(c->reason, sizeof(c->reason),
+		snprintf(c->d->reason, sizeof(c->d->reason),
 			 "connection closed by client during handshake");
 	} else {
-		ssl_err_reason(c->reason, sizeof(c->reason), "handshake failed");
+		ssl_err_reason(c->d->reason, sizeof(c->d->reason), "handshake failed");
 	}
 out:
 	ERR_clear_error();
@@ -1163,7 +1193,7 @@ int tls_verify_decision(SSL *ssl, int *status)
 	vr = SSL_get_verify_result(ssl);
 	peer = SSL_get0_peer_certificate(ssl);
 	if (!verify_result_ok(srv, vr)) {
-		if (!c->reason[0])
+		if (!c->d || !c->d->reason[0])
 			explain_verify(c, srv, vr);
 		*status = 495;
 		return -EACCES;
@@ -1188,5 +1218,5 @@ const char *tls_ssl_reason(SSL *ssl)
 {
 	struct tls_conn *c = tls_conn_of(ssl);
 
-	return c ? c->reason : "";
+	return c && c->d ? c->d->reason : "";
 }
