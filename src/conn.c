@@ -3,11 +3,16 @@
  * Per-connection state machine (see gw/conn.h). Every socket operation of
  * the relay is an io_uring op; OpenSSL drives the handshake on the socket
  * itself (io_uring polls give readiness) and then, for tier U, works on
- * memory BIOs that io_uring recv/send fill and drain.
+ * a BIO that reads the io_uring receive buffers and writes into the send
+ * queue (relay_bio_*).
  *
  * Invariants:
- * - one recv per direction in flight at most, and no new recv before what
- *   the previous one produced has been sent (bounded memory, backpressure);
+ * - one recv per direction in flight at most; a client recv only once what
+ *   the previous one produced has been sent, a backend recv while at most
+ *   one buffer's worth waits behind the send in flight (bounded memory,
+ *   backpressure);
+ * - receive buffers belong to the worker's ring and go back to it when the
+ *   completion has been handled: an idle connection holds none;
  * - a conn is freed only when no op references it (inflight == 0);
  * - nothing is written to the client socket except OpenSSL's records;
  * - no byte reaches the backend before tls_verify_decision() accepted.
@@ -23,6 +28,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,6 +203,10 @@ static void conn_free(struct conn *c)
 	buf_free(&c->c2b);
 	buf_free(&c->c2b_later);
 	buf_free(&c->b2c);
+	buf_free(&c->b2c_later);
+	buf_free(&c->rin_left);
+	free(c->crx);
+	free(c->brx);
 	if (c->gen && --c->gen->refs == 0)
 		c->gen->release(c->gen);
 	free(c);
@@ -223,6 +233,192 @@ void conn_free_all(struct worker *w)
 {
 	while (w->conns)
 		conn_free(w->conns);
+}
+
+/* ------------------------------------------------------ receive buffers */
+
+void worker_rx_ring_init(struct worker *w)
+{
+	size_t rsz = GW_RX_BUFS * sizeof(struct io_uring_buf);
+	struct io_uring_buf_reg reg = {.ring_entries = GW_RX_BUFS, .bgid = GW_RX_BGID};
+	const char *env = getenv("KTLSGW_RX_RING");
+	void *ring, *bufs;
+	int err;
+
+	if (env && strcmp(env, "off") == 0) {
+		pr_notice("KTLSGW_RX_RING=off: per-connection receive buffers");
+		return;
+	}
+	ring = mmap(NULL, rsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ring == MAP_FAILED)
+		return;
+	/* untouched buffers cost no memory: the pages come with the first use */
+	bufs = mmap(NULL, (size_t)GW_RX_BUFS * GW_RX_BUF, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (bufs == MAP_FAILED) {
+		munmap(ring, rsz);
+		return;
+	}
+	reg.ring_addr = (unsigned long)ring;
+	err = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (err) {
+		pr_info("no io_uring provided-buffer ring (%s): per-connection receive buffers",
+			strerror(-err));
+		munmap(bufs, (size_t)GW_RX_BUFS * GW_RX_BUF);
+		munmap(ring, rsz);
+		return;
+	}
+	w->rx_ring = ring;
+	w->rx_bufs = bufs;
+	io_uring_buf_ring_init(w->rx_ring);
+	for (unsigned int i = 0; i < GW_RX_BUFS; i++)
+		io_uring_buf_ring_add(w->rx_ring, w->rx_bufs + (size_t)i * GW_RX_BUF, GW_RX_BUF,
+				      (unsigned short)i, io_uring_buf_ring_mask(GW_RX_BUFS), (int)i);
+	io_uring_buf_ring_advance(w->rx_ring, GW_RX_BUFS);
+}
+
+/* After io_uring_queue_exit(): the kernel holds no buffer any more. */
+void worker_rx_ring_exit(struct worker *w)
+{
+	if (!w->rx_ring)
+		return;
+	munmap(w->rx_bufs, (size_t)GW_RX_BUFS * GW_RX_BUF);
+	munmap(w->rx_ring, GW_RX_BUFS * sizeof(struct io_uring_buf));
+	w->rx_ring = NULL;
+	w->rx_bufs = NULL;
+}
+
+/* The ring buffer a completion with IORING_CQE_F_BUFFER filled. */
+static char *rx_ring_buf(struct worker *w, unsigned int flags)
+{
+	return w->rx_bufs + (size_t)(flags >> IORING_CQE_BUFFER_SHIFT) * GW_RX_BUF;
+}
+
+/* Hand that buffer back to the kernel. */
+static void rx_ring_put(struct worker *w, unsigned int flags)
+{
+	unsigned short bid = (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
+
+	io_uring_buf_ring_add(w->rx_ring, w->rx_bufs + (size_t)bid * GW_RX_BUF, GW_RX_BUF, bid,
+			      io_uring_buf_ring_mask(GW_RX_BUFS), 0);
+	io_uring_buf_ring_advance(w->rx_ring, 1);
+}
+
+/*
+ * A recv of @fd into a ring buffer, or into *@own (allocated on first use)
+ * without the ring. Returns 0 or -ENOMEM (nothing submitted).
+ */
+static int prep_rx(struct conn *c, enum op_kind k, int fd, char **own)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->w->rx_ring && !*own && !(*own = malloc(GW_RX_BUF)))
+		return -ENOMEM;
+	sqe = conn_sqe(c, k);
+	if (c->w->rx_ring) {
+		io_uring_prep_recv(sqe, fd, NULL, GW_RX_BUF, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = GW_RX_BGID;
+	} else {
+		io_uring_prep_recv(sqe, fd, *own, GW_RX_BUF, 0);
+	}
+	return 0;
+}
+
+/* Shrink an empty buffer back to nothing once it grew past @keep bytes. */
+static void buf_trim(struct buf *b, size_t keep)
+{
+	if (!buf_avail(b) && b->cap > keep)
+		buf_free(b);
+}
+
+/*
+ * Tier U: OpenSSL's BIO once the handshake is over. Reads hand OpenSSL the
+ * bytes of the current receive (c->rin) after any partial record kept from
+ * the last one (c->rin_left); writes append the records to b2c, or to
+ * b2c_later while a send of b2c is in flight (its memory must not move). No
+ * copy in between, and nothing held between requests.
+ */
+static BIO_METHOD *relay_bio_method;
+
+static int relay_bio_read(BIO *b, char *out, int outl)
+{
+	struct conn *c = BIO_get_data(b);
+	size_t n;
+
+	BIO_clear_retry_flags(b);
+	if (outl <= 0)
+		return 0;
+	if (buf_avail(&c->rin_left)) {
+		n = MIN((size_t)outl, buf_avail(&c->rin_left));
+		memcpy(out, buf_head(&c->rin_left), n);
+		buf_consume(&c->rin_left, n);
+		return (int)n;
+	}
+	if (c->rin_len) {
+		n = MIN((size_t)outl, c->rin_len);
+		memcpy(out, c->rin, n);
+		c->rin += n;
+		c->rin_len -= n;
+		return (int)n;
+	}
+	BIO_set_retry_read(b);
+	return -1;
+}
+
+/* Where bytes for the client go now: behind whatever is waiting. */
+static struct buf *b2c_tail(struct conn *c)
+{
+	return c->csend_busy || buf_avail(&c->b2c_later) ? &c->b2c_later : &c->b2c;
+}
+
+static int relay_bio_write(BIO *b, const char *in, int inl)
+{
+	struct conn *c = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (inl <= 0)
+		return 0;
+	if (buf_append(b2c_tail(c), in, (size_t)inl))
+		return -1;
+	return inl;
+}
+
+static long relay_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int relay_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO *relay_bio_new(struct conn *c)
+{
+	BIO *b;
+
+	if (!relay_bio_method) {
+		BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+					     "ktlsgw relay");
+
+		if (!m || !BIO_meth_set_read(m, relay_bio_read) ||
+		    !BIO_meth_set_write(m, relay_bio_write) ||
+		    !BIO_meth_set_ctrl(m, relay_bio_ctrl) ||
+		    !BIO_meth_set_create(m, relay_bio_create)) {
+			BIO_meth_free(m);
+			return NULL;
+		}
+		relay_bio_method = m; /* one per process, kept until exit */
+	}
+	b = BIO_new(relay_bio_method);
+	if (b)
+		BIO_set_data(b, c);
+	return b;
 }
 
 /* --------------------------------------------------------------- accepting */
@@ -386,8 +582,8 @@ static void client_recv(struct conn *c)
 		} else {
 			/* request heads are rewritten: read them, decrypted by the kernel */
 			memset(&c->cmsg, 0, sizeof(c->cmsg));
-			c->iov.iov_base = c->crx;
-			c->iov.iov_len = sizeof(c->crx);
+			c->iov.iov_base = c->crx; /* allocated when tier K was chosen */
+			c->iov.iov_len = GW_RX_BUF;
 			c->msg.msg_iov = &c->iov;
 			c->msg.msg_iovlen = 1;
 			c->msg.msg_control = c->cmsg;
@@ -405,52 +601,59 @@ static void client_recv(struct conn *c)
 		c->crx_busy = true;
 		return;
 	}
-	sqe = conn_sqe(c, OP_RECV_CLIENT);
-	io_uring_prep_recv(sqe, c->cfd, c->crx, sizeof(c->crx), 0);
+	if (prep_rx(c, OP_RECV_CLIENT, c->cfd, &c->crx)) {
+		conn_abort(c, "out of memory");
+		return;
+	}
 	c->crx_busy = true;
 }
 
 static void backend_recv(struct conn *c)
 {
-	struct io_uring_sqe *sqe;
-
-	if (c->brx_busy || c->backend_eof || c->bfd < 0 || buf_avail(&c->b2c) ||
-	    c->state != CS_RELAY || c->finish_after_flush)
+	if (c->brx_busy || c->backend_eof || c->bfd < 0 || c->state != CS_RELAY ||
+	    c->finish_after_flush)
 		return;
 	if (splice_out(c)) {
-		if (c->p2_fill || c->csend_busy)
+		if (buf_avail(&c->b2c) || buf_avail(&c->b2c_later) || c->p2_fill || c->csend_busy)
 			return;
 		splice_op(c, c->bfd, c->p2[1], GW_PIPE_SIZE, POLLIN, OP_SPLICE_B_IN);
 		c->brx_busy = true;
 		return;
 	}
-	sqe = conn_sqe(c, OP_RECV_BACKEND);
-	io_uring_prep_recv(sqe, c->bfd, c->brx, sizeof(c->brx), 0);
+	/*
+	 * The next read may run while the client's send is in flight (its
+	 * records queue in b2c_later): one buffer's worth ahead at most.
+	 */
+	if (buf_avail(&c->b2c_later) >= GW_RX_BUF)
+		return;
+	if (prep_rx(c, OP_RECV_BACKEND, c->bfd, &c->brx)) {
+		conn_abort(c, "out of memory");
+		return;
+	}
 	c->brx_busy = true;
 }
 
-/* Move OpenSSL's pending records into b2c and send them to the client. */
+/* Send what waits for the client (tier U: records, tier K: plaintext). */
 static void client_flush(struct conn *c)
 {
-	BIO *wbio = SSL_get_wbio(c->ssl);
 	struct io_uring_sqe *sqe;
-	size_t pend;
 
-	if (c->csend_busy || c->state == CS_CLOSING)
+	if (c->state == CS_CLOSING)
 		return;
-	if (c->tier_k)
-		wbio = NULL; /* plaintext in b2c: the kernel encrypts what is sent */
-	pend = wbio ? BIO_ctrl_pending(wbio) : 0;
-	if (pend) {
-		if (buf_reserve(&c->b2c, pend)) {
-			conn_abort(c, "out of memory");
-			return;
-		}
-		int n = BIO_read(wbio, c->b2c.data + c->b2c.len, (int)pend);
-		if (n > 0)
-			c->b2c.len += (size_t)n;
+	if (c->csend_busy) {
+		backend_recv(c); /* read on while the send is in flight */
+		return;
+	}
+	if (!buf_avail(&c->b2c) && buf_avail(&c->b2c_later)) {
+		struct buf t = c->b2c;
+
+		c->b2c = c->b2c_later;
+		c->b2c_later = t;
 	}
 	if (!buf_avail(&c->b2c)) {
+		/* nothing kept between responses beyond a small buffer */
+		buf_trim(&c->b2c, 4096);
+		buf_trim(&c->b2c_later, 4096);
 		if (c->tier_k && c->close_notify_due && !c->p2_fill) {
 			c->close_notify_due = false;
 			ktls_send_close_notify(c);
@@ -468,6 +671,7 @@ static void client_flush(struct conn *c)
 	sqe = conn_sqe(c, OP_SEND_CLIENT);
 	io_uring_prep_send(sqe, c->cfd, buf_head(&c->b2c), buf_avail(&c->b2c), MSG_NOSIGNAL);
 	c->csend_busy = true;
+	backend_recv(c);
 }
 
 static void backend_flush(struct conn *c)
@@ -496,7 +700,7 @@ static void backend_flush(struct conn *c)
 /*
  * Encrypt all of @p into the write BIO. SSL_MODE_ENABLE_PARTIAL_WRITE makes
  * SSL_write() stop after one record (e.g. with a negotiated
- * max_fragment_length); a memory BIO never blocks, so loop. Returns 0 or -EPROTO.
+ * max_fragment_length); the relay BIO never blocks, so loop. Returns 0 or -EPROTO.
  */
 static int ssl_write_all(struct conn *c, const char *p, size_t n)
 {
@@ -596,7 +800,7 @@ static void queue_close_notify(struct conn *c)
 static int client_write_plain(struct conn *c, const char *p, size_t n)
 {
 	if (c->tier_k)
-		return buf_append(&c->b2c, p, n);
+		return buf_append(b2c_tail(c), p, n);
 	return ssl_write_all(c, p, n);
 }
 
@@ -842,12 +1046,14 @@ static void ktls_client_input(struct conn *c, int res)
 	backend_flush(c);
 }
 
-static void on_client_recv(struct conn *c, int res)
+static void on_client_recv(struct conn *c, int res, const char *data)
 {
 	c->crx_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
-	if (res == -EAGAIN || res == -EINTR) {
+	if (res == -ENOBUFS)
+		c->w->rx_nobufs++;
+	if (res == -EAGAIN || res == -EINTR || res == -ENOBUFS) {
 		client_recv(c); /* readiness without a record yet: wait again */
 		return;
 	}
@@ -874,11 +1080,16 @@ static void on_client_recv(struct conn *c, int res)
 		ktls_client_input(c, res);
 		return;
 	}
-	if (BIO_write(SSL_get_rbio(c->ssl), c->crx, res) != res) {
-		conn_abort(c, "out of memory");
-		return;
-	}
+	c->rin = data;
+	c->rin_len = (size_t)res;
 	client_decrypt(c);
+	/* a partial record stays until the rest arrives; the buffer goes back */
+	if (c->rin_len && c->state != CS_CLOSING &&
+	    buf_append(&c->rin_left, c->rin, c->rin_len))
+		conn_abort(c, "out of memory");
+	c->rin = NULL;
+	c->rin_len = 0;
+	buf_trim(&c->rin_left, 4096);
 }
 
 static void on_client_send(struct conn *c, int res)
@@ -960,14 +1171,16 @@ static int backend_data(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
-static void on_backend_recv(struct conn *c, int res)
+static void on_backend_recv(struct conn *c, int res, const char *data)
 {
 	c->brx_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
 	if (c->finish_after_flush)
 		return; /* an error page or close_notify is queued: nothing may follow it */
-	if (res == -EAGAIN || res == -EINTR) {
+	if (res == -ENOBUFS)
+		c->w->rx_nobufs++;
+	if (res == -EAGAIN || res == -EINTR || res == -ENOBUFS) {
 		backend_recv(c);
 		return;
 	}
@@ -992,7 +1205,7 @@ static void on_backend_recv(struct conn *c, int res)
 		return;
 	}
 	c->bytes_down += (uint64_t)res;
-	if (backend_data(c, c->brx, (size_t)res))
+	if (backend_data(c, data, (size_t)res))
 		return;
 	client_flush(c);
 }
@@ -1042,7 +1255,7 @@ static void on_splice_c_in(struct conn *c, int res)
 	if (res == -EINVAL) {
 		/* the next record is not application data: read it with its type */
 		char ctrl[CMSG_SPACE(1)];
-		struct iovec iov = { .iov_base = c->crx, .iov_len = sizeof(c->crx) };
+		struct iovec iov = { .iov_base = c->crx, .iov_len = GW_RX_BUF };
 		struct msghdr msg = {
 			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
 			.msg_controllen = sizeof(ctrl),
@@ -1157,15 +1370,17 @@ static void on_splice_b_in(struct conn *c, int res)
 		 * answer must be peeked for "101", so take the bytes out of the pipe
 		 * and go through the copy path.
 		 */
+		char tmp[GW_IO_BUF];
+
 		for (size_t left = (size_t)res; left;) {
-			ssize_t k = read(c->p2[0], c->brx, MIN(left, sizeof(c->brx)));
+			ssize_t k = read(c->p2[0], tmp, MIN(left, sizeof(tmp)));
 
 			if (k <= 0) {
 				conn_abort(c, "pipe read error");
 				return;
 			}
 			left -= (size_t)k;
-			if (backend_data(c, c->brx, (size_t)k))
+			if (backend_data(c, tmp, (size_t)k))
 				return;
 		}
 		client_flush(c);
@@ -1267,7 +1482,6 @@ static void backend_connect(struct conn *c)
 	io_uring_prep_connect(sqe, c->bfd, (struct sockaddr *)&s->backend, s->backendlen);
 }
 
-/* Switch the finished handshake onto memory BIOs for the io_uring relay. */
 static int make_pipe(int p[2])
 {
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
@@ -1277,29 +1491,24 @@ static int make_pipe(int p[2])
 	return 0;
 }
 
-static int use_memory_bios(struct conn *c)
+/* Switch the finished handshake onto the relay BIO (tier U). */
+static int use_relay_bio(struct conn *c)
 {
-	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	BIO *b;
 
-	if (!rb || !wb) {
-		BIO_free(rb);
-		BIO_free(wb);
-		return -ENOMEM;
-	}
 	/* read-ahead is off: nothing past the Finished message sits in OpenSSL */
-	if (SSL_has_pending(c->ssl)) {
-		BIO_free(rb);
-		BIO_free(wb);
+	if (SSL_has_pending(c->ssl))
 		return -EPROTO;
-	}
-	BIO_set_mem_eof_return(rb, -1);
-	SSL_set_bio(c->ssl, rb, wb);
+	b = relay_bio_new(c);
+	if (!b)
+		return -ENOMEM;
+	SSL_set_bio(c->ssl, b, b); /* one reference for both directions */
 	return 0;
 }
 
 /*
  * After the handshake: tier K when OpenSSL (and ktls_finish() for TLS 1.3
- * RX) put both directions into the kernel, else tier U on memory BIOs.
+ * RX) put both directions into the kernel, else tier U on the relay BIO.
  * Decided before the verification outcome is acted on, because once a key
  * is in the kernel every byte for this client must go through it (an error
  * page included). Returns 0, or -ECANCELED when the connection was closed.
@@ -1321,6 +1530,11 @@ static int choose_tier(struct conn *c)
 		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
+		c->crx = malloc(GW_RX_BUF); /* recvmsg of request heads and control records */
+		if (!c->crx) {
+			conn_abort(c, "out of memory");
+			return -ECANCELED;
+		}
 		if (ktls_splice && (make_pipe(c->p1) || make_pipe(c->p2))) {
 			conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
 			conn_abort(c, "no pipe for the splice relay");
@@ -1341,7 +1555,7 @@ static int choose_tier(struct conn *c)
 			conn_log(c, GW_LOG_NOTICE, "tier U for this connection: %s", why);
 		}
 	}
-	if (use_memory_bios(c)) {
+	if (use_relay_bio(c)) {
 		conn_abort(c, "unexpected buffered TLS data after the handshake");
 		return -ECANCELED;
 	}
@@ -1444,7 +1658,12 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 			conn_step(c);
 		break;
 	case OP_RECV_CLIENT:
-		on_client_recv(c, res);
+		if (flags & IORING_CQE_F_BUFFER) {
+			on_client_recv(c, res, rx_ring_buf(c->w, flags));
+			rx_ring_put(c->w, flags);
+		} else {
+			on_client_recv(c, res, c->crx);
+		}
 		break;
 	case OP_SEND_CLIENT:
 		on_client_send(c, res);
@@ -1453,7 +1672,12 @@ void conn_complete(struct conn *c, enum op_kind kind, int res, unsigned int flag
 		on_connect(c, res);
 		break;
 	case OP_RECV_BACKEND:
-		on_backend_recv(c, res);
+		if (flags & IORING_CQE_F_BUFFER) {
+			on_backend_recv(c, res, rx_ring_buf(c->w, flags));
+			rx_ring_put(c->w, flags);
+		} else {
+			on_backend_recv(c, res, c->brx);
+		}
 		break;
 	case OP_SEND_BACKEND:
 		on_backend_send(c, res);
@@ -1488,6 +1712,7 @@ static bool conn_idle_between_requests(const struct conn *c, uint64_t now)
 {
 	return c->srv->mode == GW_MODE_HTTP && c->hp.state == HTTP_S_HEAD &&
 	       !buf_avail(&c->hp.head) && !buf_avail(&c->c2b) && !buf_avail(&c->b2c) &&
+	       !buf_avail(&c->b2c_later) &&
 	       !c->bsend_busy && !c->csend_busy && !c->finish_after_flush &&
 	       now + (uint64_t)idle_ms(c) >= c->deadline_ms + 1000;
 }

@@ -181,6 +181,7 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 		pr_emerg("io_uring_queue_init: %s", strerror(-err));
 		return err;
 	}
+	worker_rx_ring_init(w);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -192,6 +193,7 @@ int worker_init(struct worker *w, const struct gw_config *cfg)
 		err = -errno;
 		pr_emerg("signalfd: %s", strerror(errno));
 		io_uring_queue_exit(&w->ring);
+		worker_rx_ring_exit(w);
 		return err;
 	}
 	return 0;
@@ -264,6 +266,7 @@ void worker_fini(struct worker *w)
 		dispatch(w);
 	}
 	io_uring_queue_exit(&w->ring); /* cancels and waits for anything left */
+	worker_rx_ring_exit(w);
 	conn_free_all(w);
 	passthrough_free_all(w);
 	if (w->sigfd >= 0)

@@ -3,7 +3,7 @@
  * The worker (one io_uring, its listeners and connections) and the
  * per-connection state machine: accept -> TLS handshake (OpenSSL on the
  * socket, readiness from io_uring polls) -> verification decision ->
- * identity -> backend connect -> relay (tier U: OpenSSL over memory BIOs,
+ * identity -> backend connect -> relay (tier U: OpenSSL over the relay BIO,
  * every socket read and write an io_uring op) -> close_notify / teardown.
  */
 #ifndef GW_CONN_H
@@ -86,6 +86,16 @@ enum conn_state {
 
 #define GW_IO_BUF 16384
 #define GW_PIPE_SIZE (256 * 1024)
+/*
+ * Receive buffers come from a per-worker provided-buffer ring (io_uring picks
+ * one when data arrives), so an idle connection holds none: GW_RX_BUFS
+ * buffers of GW_RX_BUF bytes, returned as soon as a completion is handled.
+ * Without the ring (kernel < 5.19, KTLSGW_RX_RING=off) each connection
+ * allocates its own on first use.
+ */
+#define GW_RX_BUF 32768
+#define GW_RX_BUFS 128
+#define GW_RX_BGID 1
 
 struct GW_OP_ALIGNED conn {
 	struct conn *prev, *next; /* worker's list */
@@ -111,7 +121,10 @@ struct GW_OP_ALIGNED conn {
 	int reject_status; /* CS_REJECT: 495, 496, 502 */
 
 	/* client -> backend */
-	char crx[GW_IO_BUF];
+	char *crx; /* GW_RX_BUF: tier K recvmsg, or tier U without the ring */
+	const char *rin;    /* tier U: received TLS bytes the read BIO hands OpenSSL */
+	size_t rin_len;
+	struct buf rin_left; /* a partial record kept until the rest arrives */
 	bool crx_busy;
 	bool client_eof; /* close_notify or FIN from the client */
 	struct buf c2b;	 /* plaintext waiting to be sent to the backend */
@@ -124,10 +137,11 @@ struct GW_OP_ALIGNED conn {
 	struct http_rewrite rw;
 
 	/* backend -> client */
-	char brx[GW_IO_BUF];
+	char *brx; /* GW_RX_BUF, without the ring only */
 	bool brx_busy;
 	bool backend_eof;
-	struct buf b2c; /* TLS records waiting to be sent to the client */
+	struct buf b2c; /* TLS records (tier K: plaintext) being sent to the client */
+	struct buf b2c_later; /* produced while a send of b2c was in flight */
 	bool csend_busy;
 	bool close_notify_sent;
 	bool finish_after_flush; /* close once b2c is flushed */
@@ -164,6 +178,9 @@ struct worker {
 	struct __kernel_timespec tick;
 	struct access_log *logs;
 	size_t nlogs;
+	struct io_uring_buf_ring *rx_ring; /* NULL: per-connection receive buffers */
+	char *rx_bufs;			    /* GW_RX_BUFS x GW_RX_BUF */
+	unsigned long rx_nobufs;	    /* receives that found the ring empty */
 	struct {
 		unsigned long tier_k;	       /* connections relayed on tier K */
 		unsigned long tier_u_fallback; /* kTLS wanted (auto) but tier U used */
@@ -193,6 +210,10 @@ void access_log_line(struct worker *w, const char *path, const char *peer, const
  * and the reason logged (worker_connections reached, out of memory).
  */
 void *worker_admit(struct worker *w, int fd, size_t size);
+
+/* Set up the receive buffer ring of @w (none where the kernel refuses it). */
+void worker_rx_ring_init(struct worker *w);
+void worker_rx_ring_exit(struct worker *w);
 
 /* Accepted socket @fd on @lst: allocate a conn and start the handshake. */
 void conn_accepted(struct listener *lst, int fd);
