@@ -239,9 +239,10 @@ void conn_free_all(struct worker *w)
 
 void worker_rx_ring_init(struct worker *w)
 {
-	size_t rsz = GW_RX_BUFS * sizeof(struct io_uring_buf);
-	struct io_uring_buf_reg reg = {.ring_entries = GW_RX_BUFS, .bgid = GW_RX_BGID};
 	const char *env = getenv("KTLSGW_RX_RING");
+	struct io_uring_buf_reg reg = {.bgid = GW_RX_BGID};
+	unsigned int n = GW_RX_BUFS;
+	size_t rsz;
 	void *ring, *bufs;
 	int err;
 
@@ -249,32 +250,47 @@ void worker_rx_ring_init(struct worker *w)
 		pr_notice("KTLSGW_RX_RING=off: per-connection receive buffers");
 		return;
 	}
+	if (env) {
+		/* a test knob: a small ring makes receives wait for a buffer */
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+
+		if (*end || v == 0 || v > 32768 || (v & (v - 1))) {
+			pr_warn("KTLSGW_RX_RING=%s is not off or a power of two up to 32768: "
+				"%u buffers", env, n);
+		} else {
+			n = (unsigned int)v;
+		}
+	}
+	rsz = n * sizeof(struct io_uring_buf);
 	ring = mmap(NULL, rsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ring == MAP_FAILED)
 		return;
 	/* untouched buffers cost no memory: the pages come with the first use */
-	bufs = mmap(NULL, (size_t)GW_RX_BUFS * GW_RX_BUF, PROT_READ | PROT_WRITE,
+	bufs = mmap(NULL, (size_t)n * GW_RX_BUF, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (bufs == MAP_FAILED) {
 		munmap(ring, rsz);
 		return;
 	}
 	reg.ring_addr = (unsigned long)ring;
+	reg.ring_entries = n;
 	err = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (err) {
 		pr_info("no io_uring provided-buffer ring (%s): per-connection receive buffers",
 			strerror(-err));
-		munmap(bufs, (size_t)GW_RX_BUFS * GW_RX_BUF);
+		munmap(bufs, (size_t)n * GW_RX_BUF);
 		munmap(ring, rsz);
 		return;
 	}
 	w->rx_ring = ring;
 	w->rx_bufs = bufs;
+	w->rx_nbufs = n;
 	io_uring_buf_ring_init(w->rx_ring);
-	for (unsigned int i = 0; i < GW_RX_BUFS; i++)
+	for (unsigned int i = 0; i < n; i++)
 		io_uring_buf_ring_add(w->rx_ring, w->rx_bufs + (size_t)i * GW_RX_BUF, GW_RX_BUF,
-				      (unsigned short)i, io_uring_buf_ring_mask(GW_RX_BUFS), (int)i);
-	io_uring_buf_ring_advance(w->rx_ring, GW_RX_BUFS);
+				      (unsigned short)i, io_uring_buf_ring_mask(n), (int)i);
+	io_uring_buf_ring_advance(w->rx_ring, (int)n);
 }
 
 /* After io_uring_queue_exit(): the kernel holds no buffer any more. */
@@ -282,8 +298,8 @@ void worker_rx_ring_exit(struct worker *w)
 {
 	if (!w->rx_ring)
 		return;
-	munmap(w->rx_bufs, (size_t)GW_RX_BUFS * GW_RX_BUF);
-	munmap(w->rx_ring, GW_RX_BUFS * sizeof(struct io_uring_buf));
+	munmap(w->rx_bufs, (size_t)w->rx_nbufs * GW_RX_BUF);
+	munmap(w->rx_ring, w->rx_nbufs * sizeof(struct io_uring_buf));
 	w->rx_ring = NULL;
 	w->rx_bufs = NULL;
 }
@@ -300,7 +316,7 @@ static void rx_ring_put(struct worker *w, unsigned int flags)
 	unsigned short bid = (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
 
 	io_uring_buf_ring_add(w->rx_ring, w->rx_bufs + (size_t)bid * GW_RX_BUF, GW_RX_BUF, bid,
-			      io_uring_buf_ring_mask(GW_RX_BUFS), 0);
+			      io_uring_buf_ring_mask(w->rx_nbufs), 0);
 	io_uring_buf_ring_advance(w->rx_ring, 1);
 }
 

@@ -299,7 +299,8 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 	}
 	/* the kernel TLS counters (the metrics endpoint will export them) */
 	pr_notice("exiting: %lu connection(s) on tier K, %lu tier U fallback(s), "
-		  "%lu closed on a client KeyUpdate",
-		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate);
+		  "%lu closed on a client KeyUpdate, %lu receive(s) retried for a ring buffer",
+		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate,
+		  w->rx_nobufs);
 	return 0;
 }

@@ -179,7 +179,8 @@ struct worker {
 	struct access_log *logs;
 	size_t nlogs;
 	struct io_uring_buf_ring *rx_ring; /* NULL: per-connection receive buffers */
-	char *rx_bufs;			    /* GW_RX_BUFS x GW_RX_BUF */
+	char *rx_bufs;			    /* rx_nbufs x GW_RX_BUF */
+	unsigned int rx_nbufs;
 	unsigned long rx_nobufs;	    /* receives that found the ring empty */
 	struct {
 		unsigned long tier_k;	       /* connections relayed on tier K */
