@@ -154,7 +154,7 @@ static char *b64_of_der(const char *file)
 		  file);
 }
 
-static char *render1(const struct gw_identity *id, int var)
+static char *render1(struct gw_identity *id, int var)
 {
 	struct gw_var_ctx ctx = {.id = id};
 	struct buf b = {0};
@@ -259,6 +259,8 @@ static int from_file(const char *name, struct gw_identity *id)
 		return -ENOENT;
 	chain = load_intermediates(name);
 	ret = identity_from_x509(x, chain, X509_V_OK, id);
+	/* every field computed, as the eager identity had them: read directly below */
+	ret = ret ?: identity_fill(id);
 	sk_X509_pop_free(chain, X509_free);
 	X509_free(x);
 	return ret;
@@ -437,6 +439,7 @@ void test_identity_verify_and_none(void)
 	if (!ASSERT_OK_PTR(x, "load"))
 		return;
 	ASSERT_OK(identity_from_x509(x, NULL, X509_V_ERR_CERT_HAS_EXPIRED, &id), "expired");
+	ASSERT_OK(identity_fill(&id), "fill");
 	ASSERT_STREQ(id.verify, "FAILED:certificate has expired", "verify failed");
 	v = render1(&id, GW_VAR_SSL_CLIENT_V_REMAIN);
 	ASSERT_STREQ(v, "0", "v_remain of an expired cert");
@@ -445,6 +448,7 @@ void test_identity_verify_and_none(void)
 	X509_free(x);
 
 	ASSERT_OK(identity_from_x509(NULL, NULL, X509_V_OK, &id), "no cert");
+	ASSERT_OK(identity_fill(&id), "fill");
 	ASSERT_FALSE(id.has_cert, "has_cert");
 	ASSERT_STREQ(id.verify, "NONE", "verify none");
 	for (int var = 0; var < GW_VAR__COUNT; var++) {
@@ -715,7 +719,8 @@ void test_identity_from_ssl_handshake(void)
 		goto out;
 	if (!ASSERT_OK(handshake(cctx, sctx, NULL, &h), "handshake"))
 		goto out;
-	if (!ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl"))
+	if (!ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl") ||
+	    !ASSERT_OK(identity_fill(&id), "fill"))
 		goto out_hs;
 	ASSERT_TRUE(id.has_cert, "has_cert");
 	ASSERT_STREQ(id.verify, "SUCCESS", "verify");
@@ -742,7 +747,8 @@ void test_identity_from_ssl_handshake(void)
 	/* a resumption: the session's cert, no CertificateVerify this time */
 	if (!ASSERT_OK(handshake(cctx, sctx, sess, &h), "resumed handshake"))
 		goto out;
-	if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl resumed")) {
+	if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl resumed") &&
+	    ASSERT_OK(identity_fill(&id), "fill")) {
 		ASSERT_TRUE(id.reused, "reused");
 		ASSERT_TRUE(id.has_cert, "cert from the session");
 		ASSERT_STREQ(id.verify, "SUCCESS", "verify from the session");
@@ -769,7 +775,8 @@ void test_identity_from_ssl_rsa_chain(void)
 	    !ASSERT_OK_PTR(cctx2, "client ctx 2"))
 		goto out;
 	if (ASSERT_OK(handshake(cctx, sctx, NULL, &h), "handshake rsa 1.2")) {
-		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity")) {
+		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity") &&
+		    ASSERT_OK(identity_fill(&id), "fill")) {
 			ASSERT_STREQ(id.protocol, "TLSv1.2", "protocol");
 			ASSERT_STREQ(id.key_alg, "RSA2048", "key_alg");
 			ASSERT_STREQ(id.sig_scheme, "rsa_pss_rsae_sha256", "sig_scheme");
@@ -781,6 +788,7 @@ void test_identity_from_ssl_rsa_chain(void)
 	}
 	if (ASSERT_OK(handshake(cctx2, sctx, NULL, &h), "handshake int2")) {
 		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity") &&
+		    ASSERT_OK(identity_fill(&id), "fill") &&
 		    ASSERT_OK(from_file("client-int2", &fid), "file")) {
 			ASSERT_STREQ(id.verify, "SUCCESS", "verified through int2, int1");
 			ASSERT_STREQ(id.rfc9440_chain, fid.rfc9440_chain, "chain as sent");
