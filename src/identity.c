@@ -434,8 +434,10 @@ static int mk_xfcc(struct gw_identity *id, struct buf *out)
 	int ret;
 
 	ret = buf_puts(out, "Hash=");
-	ret = ret ?: (id->fp_sha256 ? buf_puts(out, id->fp_sha256)
-				    : digest_hex(id->x509, EVP_sha256(), out));
+	if (id->fp_sha256)
+		ret = ret ?: buf_puts(out, id->fp_sha256);
+	else
+		ret = ret ?: digest_hex(id->x509, EVP_sha256(), out);
 	ret = ret ?: leaf_pem(id, &pem, &leaf, &leaf_len);
 	ret = ret ?: buf_puts(out, ";Cert=\"");
 	ret = ret ?: identity_escape_uri_component(leaf, leaf_len, out);
@@ -711,10 +713,10 @@ static const char *sig_scheme_name(SSL *ssl, X509 *cert)
 static int set_group(struct gw_identity *id, const char *name)
 {
 	static const char *const known[] = {
-		"x25519",	   "x448",	      "secp256r1",	 "secp384r1",
-		"secp521r1",	   "ffdhe2048",	      "ffdhe3072",	 "ffdhe4096",
-		"ffdhe6144",	   "ffdhe8192",	      "brainpoolP256r1", "brainpoolP384r1",
-		"brainpoolP512r1", "secp224r1",	      "secp256k1",
+		"x25519",	   "x448",	"secp256r1",	   "secp384r1",
+		"secp521r1",	   "ffdhe2048", "ffdhe3072",	   "ffdhe4096",
+		"ffdhe6144",	   "ffdhe8192", "brainpoolP256r1", "brainpoolP384r1",
+		"brainpoolP512r1", "secp224r1", "secp256k1",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++) {

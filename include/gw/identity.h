@@ -100,11 +100,12 @@ enum gw_id_str {
  * A failed computation (out of memory) caches nothing.
  */
 struct gw_identity {
-	bool has_cert;	       /* the client presented a certificate */
-	bool reused;	       /* $ssl_session_reused "r" / "." */
-	long verify_result;    /* SSL_get_verify_result() */
-	X509 *x509;	       /* the peer certificate (a reference), NULL without one */
-	STACK_OF(X509) *chain; /* intermediates the client sent after its leaf (references), or NULL */
+	bool has_cert;	    /* the client presented a certificate */
+	bool reused;	    /* $ssl_session_reused "r" / "." */
+	long verify_result; /* SSL_get_verify_result() */
+	X509 *x509;	    /* the peer certificate (a reference), NULL without one */
+	/* the intermediates the client sent after its leaf (references), NULL if none */
+	STACK_OF(X509) * chain;
 
 	/*
 	 * Session facts, set when the identity is filled ("" from identity_from_x509()).
@@ -182,7 +183,7 @@ struct gw_identity {
  * ngx_http_variable_host has no further fallback).
  */
 struct gw_var_ctx {
-	struct gw_identity *id; /* not const: rendering fills its cache */
+	struct gw_identity *id;	      /* not const: rendering fills its cache */
 	const struct sockaddr *peer;  /* client address */
 	const struct sockaddr *local; /* our address the client connected to */
 	const char *xff;
