@@ -134,8 +134,15 @@ static void access_log_write(struct conn *c)
 		       "\"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
 		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"",
 		       c->ident.protocol ? c->ident.protocol : "-",
-		       c->ident.cipher ? c->ident.cipher : "-", c->ident.verify ? c->ident.verify : "-",
-		       c->ident.s_dn ? c->ident.s_dn : "", c->ident.server_name ? c->ident.server_name : "",
+		       c->ident.cipher ? c->ident.cipher : "-",
+		       /* computed only for a line that is written (an access_log) */
+		       c->ident.protocol && c->srv && c->srv->access_log
+			       ? identity_verify(&c->ident) ?: "-"
+			       : "-",
+		       c->ident.protocol && c->srv && c->srv->access_log
+			       ? identity_s_dn(&c->ident) ?: ""
+			       : "",
+		       c->ident.server_name ? c->ident.server_name : "",
 		       c->hp.requests, (unsigned long long)c->bytes_up,
 		       (unsigned long long)c->bytes_down, c->tier_k ? 'K' : 'U',
 		       (double)(gw_now_ms() - c->start_ms) / 1000.0,
@@ -1621,8 +1628,8 @@ static void handshake_done(struct conn *c)
 		return;
 	}
 	conn_log(c, GW_LOG_INFO, "client %s: %s %s verify=%s s_dn=\"%s\" tier=%c", c->peer_text,
-		 c->ident.protocol, c->ident.cipher, c->ident.verify, c->ident.s_dn,
-		 c->tier_k ? 'K' : 'U');
+		 c->ident.protocol, c->ident.cipher, identity_verify(&c->ident) ?: "-",
+		 identity_s_dn(&c->ident) ?: "", c->tier_k ? 'K' : 'U');
 	if (!c->srv->proxy_pass) {
 		/*
 		 * An http server{} without proxy_pass (the seed blocks as written):

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Identity engine: the peer certificate is parsed once per connection into a
- * struct gw_identity, and every variable is rendered from that struct. The
- * nginx variables are produced with the same OpenSSL calls nginx 1.22 uses
+ * Identity engine: at the end of the handshake only the session facts and
+ * references to the peer certificate (and the intermediates the client sent)
+ * are recorded; each variable's value is derived from the certificate the
+ * first time it is rendered and cached in the struct gw_identity. The nginx
+ * variables are produced with the same OpenSSL calls nginx 1.22 uses
  * (src/event/ngx_event_openssl.c, ngx_ssl_get_*), so they match byte for byte.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ctype.h>
@@ -21,35 +24,24 @@
 static const char hex_lower[] = "0123456789abcdef";
 static const char hex_upper[] = "0123456789ABCDEF";
 
-/* A malloc'd NUL-terminated copy of a memory BIO's content. */
-static char *bio_take(BIO *bio)
+/* The cached value of every empty field: shared, never freed. */
+static char id_empty[1];
+
+static void str_free(char *s)
 {
-	char *data, *s;
+	if (s != id_empty)
+		free(s);
+}
+
+/* Append a memory BIO's content. */
+static int bio_append(BIO *bio, struct buf *out)
+{
+	char *data;
 	long n = BIO_get_mem_data(bio, &data);
 
 	if (n < 0)
-		return NULL;
-	s = malloc((size_t)n + 1);
-	if (!s)
-		return NULL;
-	memcpy(s, data, (size_t)n);
-	s[n] = '\0';
-	return s;
-}
-
-static int set_str(char **dst, const char *s)
-{
-	free(*dst);
-	*dst = strdup(s ? s : "");
-	return *dst ? 0 : -ENOMEM;
-}
-
-/* Take the buffer's content as a string ("" for an empty buffer). */
-static int set_buf(char **dst, struct buf *b)
-{
-	free(*dst);
-	*dst = b->len ? buf_strdup(b) : strdup("");
-	return *dst ? 0 : -ENOMEM;
+		return -ENOMEM;
+	return buf_append(out, data, (size_t)n);
 }
 
 static int hex_append(struct buf *out, const unsigned char *p, size_t n, const char *digits)
@@ -95,61 +87,73 @@ int identity_escape_uri_component(const void *s, size_t len, struct buf *out)
 static int pem_of(X509 *x, struct buf *out)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
-	char *data;
-	long n;
 	int ret = -ENOMEM;
 
 	if (!bio)
 		return -ENOMEM;
-	if (!PEM_write_bio_X509(bio, x))
-		goto out;
-	n = BIO_get_mem_data(bio, &data);
-	if (n < 0)
-		goto out;
-	ret = buf_append(out, data, (size_t)n);
-out:
+	if (PEM_write_bio_X509(bio, x))
+		ret = bio_append(bio, out);
 	BIO_free(bio);
 	return ret;
 }
 
+/*
+ * The leaf's PEM: the cached $ssl_client_raw_cert if there is one, else
+ * written into @tmp (not cached: a configuration that uses only
+ * $ssl_client_escaped_cert keeps only that one).
+ */
+static int leaf_pem(struct gw_identity *id, struct buf *tmp, const char **pem, size_t *len)
+{
+	int ret;
+
+	if (id->raw_cert) {
+		*pem = id->raw_cert;
+		*len = strlen(id->raw_cert);
+		return 0;
+	}
+	ret = pem_of(id->x509, tmp);
+	*pem = tmp->data ? tmp->data : "";
+	*len = tmp->len;
+	return ret;
+}
+
 /* X509_NAME_print_ex(XN_FLAG_RFC2253) as nginx's $ssl_client_s_dn. */
-static int name_rfc2253(const X509_NAME *name, char **dst)
+static int name_rfc2253(const X509_NAME *name, struct buf *out)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
+	int ret = -ENOMEM;
 
 	if (!bio)
 		return -ENOMEM;
-	free(*dst);
-	*dst = NULL;
 	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0)
-		*dst = bio_take(bio);
+		ret = bio_append(bio, out);
 	BIO_free(bio);
-	return *dst ? 0 : -ENOMEM;
+	return ret;
 }
 
-static int name_oneline(const X509_NAME *name, char **dst)
+static int name_oneline(const X509_NAME *name, struct buf *out)
 {
 	char *p = X509_NAME_oneline(name, NULL, 0);
 	int ret;
 
 	if (!p)
 		return -ENOMEM;
-	ret = set_str(dst, p);
+	ret = buf_puts(out, p);
 	OPENSSL_free(p);
 	return ret;
 }
 
-static int asn1_time_text(const ASN1_TIME *t, char **dst)
+static int asn1_time_text(const ASN1_TIME *t, struct buf *out)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
+	int ret;
 
 	if (!bio)
 		return -ENOMEM;
-	free(*dst);
 	ASN1_TIME_print(bio, t); /* nginx ignores the result too */
-	*dst = bio_take(bio);
+	ret = bio_append(bio, out);
 	BIO_free(bio);
-	return *dst ? 0 : -ENOMEM;
+	return ret;
 }
 
 static time_t asn1_time_epoch(const ASN1_TIME *t)
@@ -159,6 +163,16 @@ static time_t asn1_time_epoch(const ASN1_TIME *t)
 	if (!ASN1_TIME_to_tm(t, &tm))
 		return (time_t)-1;
 	return timegm(&tm);
+}
+
+static int digest_hex(X509 *x, const EVP_MD *md, struct buf *out)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n;
+
+	if (!X509_digest(x, md, d, &n))
+		return -ENOMEM;
+	return hex_append(out, d, n, hex_lower);
 }
 
 /* RFC 9440 sf-binary: ":" base64(DER) ":" */
@@ -204,108 +218,65 @@ static bool san_printable(const ASN1_IA5STRING *s)
 	return n > 0;
 }
 
-static int parse_sans(X509 *cert, struct gw_identity *id, struct buf *xfcc_tail)
+/* What one walk over the subjectAltName gives; a NULL member is not wanted. */
+struct san_out {
+	struct buf *dns;    /* "a,b" */
+	struct buf *uri;    /* "u1,u2" */
+	struct buf *xfcc;   /* ";URI=u1;URI=u2;DNS=a;DNS=b" (Envoy's key order) */
+	struct buf *spiffe; /* the single spiffe:// URI */
+};
+
+static int san_walk(X509 *cert, const struct san_out *o)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	struct buf dns = {0}, uri = {0}, xd = {0};
+	struct buf xd = {0};
 	const char *only_uri = NULL;
 	int nuri = 0, only_len = 0, ret = 0;
 
-	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+	for (int i = 0; !ret && gens && i < sk_GENERAL_NAME_num(gens); i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		const ASN1_IA5STRING *s;
 		struct buf *list;
+		const char *p;
+		size_t n;
 
 		if (g->type == GEN_DNS) {
 			s = g->d.dNSName;
-			list = &dns;
+			list = o->dns;
 		} else if (g->type == GEN_URI) {
 			s = g->d.uniformResourceIdentifier;
-			list = &uri;
+			list = o->uri;
 		} else {
 			continue;
 		}
 		if (!san_printable(s))
 			continue;
-		if (list->len)
-			ret = ret ?: buf_puts(list, ",");
-		ret = ret
-			      ?: buf_append(list, ASN1_STRING_get0_data(s),
-					    (size_t)ASN1_STRING_length(s));
-		/* XFCC: URI= pairs first, then DNS= pairs (Envoy's key order) */
+		p = (const char *)ASN1_STRING_get0_data(s);
+		n = (size_t)ASN1_STRING_length(s);
+		if (list && list->len)
+			ret = buf_puts(list, ",");
+		if (list)
+			ret = ret ?: buf_append(list, p, n);
 		if (g->type == GEN_URI) {
-			only_uri = (const char *)ASN1_STRING_get0_data(s);
-			only_len = ASN1_STRING_length(s);
+			only_uri = p;
+			only_len = (int)n;
 			nuri++;
-			ret = ret ?: buf_puts(xfcc_tail, ";URI=");
-			ret = ret ?: buf_append(xfcc_tail, only_uri, (size_t)only_len);
-		} else {
+			if (o->xfcc) {
+				ret = ret ?: buf_puts(o->xfcc, ";URI=");
+				ret = ret ?: buf_append(o->xfcc, p, n);
+			}
+		} else if (o->xfcc) {
 			ret = ret ?: buf_puts(&xd, ";DNS=");
-			ret = ret
-				      ?: buf_append(&xd, ASN1_STRING_get0_data(s),
-						    (size_t)ASN1_STRING_length(s));
+			ret = ret ?: buf_append(&xd, p, n);
 		}
 	}
-	if (xd.len)
-		ret = ret ?: buf_append(xfcc_tail, xd.data, xd.len);
-	ret = ret ?: set_buf(&id->san_dns, &dns);
-	ret = ret ?: set_buf(&id->san_uri, &uri);
-	if (!ret && nuri == 1 && only_len > 9 && strncmp(only_uri, "spiffe://", 9) == 0) {
-		free(id->spiffe_id);
-		id->spiffe_id = strndup(only_uri, (size_t)only_len);
-		if (!id->spiffe_id)
-			ret = -ENOMEM;
-	}
-	buf_free(&dns);
-	buf_free(&uri);
+	if (o->xfcc && xd.len)
+		ret = ret ?: buf_append(o->xfcc, xd.data, xd.len);
+	if (o->spiffe && nuri == 1 && only_len > 9 && strncmp(only_uri, "spiffe://", 9) == 0)
+		ret = ret ?: buf_append(o->spiffe, only_uri, (size_t)only_len);
 	buf_free(&xd);
 	GENERAL_NAMES_free(gens);
 	return ret;
-}
-
-static int parse_cn(X509 *cert, struct gw_identity *id)
-{
-	const X509_NAME *name = X509_get_subject_name(cert);
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	int n;
-
-	if (i < 0)
-		return 0;
-	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
-	if (n < 0)
-		return 0; /* an undecodable CN: no CN */
-	free(id->cn);
-	id->cn = strndup((char *)utf8, (size_t)n);
-	OPENSSL_free(utf8);
-	return id->cn ? 0 : -ENOMEM;
-}
-
-static int parse_key_alg(X509 *cert, struct gw_identity *id)
-{
-	EVP_PKEY *pkey = X509_get0_pubkey(cert);
-	char text[64];
-	int type;
-
-	if (!pkey)
-		return 0;
-	type = EVP_PKEY_get_base_id(pkey);
-	switch (type) {
-	case EVP_PKEY_RSA:
-	case EVP_PKEY_RSA_PSS:
-		snprintf(text, sizeof(text), "RSA%d", EVP_PKEY_get_bits(pkey));
-		break;
-	case EVP_PKEY_EC:
-		snprintf(text, sizeof(text), "EC%d", EVP_PKEY_get_bits(pkey));
-		break;
-	case EVP_PKEY_DSA:
-		snprintf(text, sizeof(text), "DSA%d", EVP_PKEY_get_bits(pkey));
-		break;
-	default:
-		snprintf(text, sizeof(text), "%s", OBJ_nid2sn(type) ?: "");
-		break;
-	}
-	return set_str(&id->key_alg, text);
 }
 
 /* XFCC quoted value: '"' and '\' are backslash-escaped. */
@@ -321,173 +292,363 @@ static int xfcc_quoted(struct buf *out, const char *key, const char *val)
 	return ret ?: buf_puts(out, "\"");
 }
 
-static int parse_cert(X509 *cert, STACK_OF(X509) * chain, struct gw_identity *id)
+/*
+ * ---- One "make" function per lazy field: append the value to @out. ----
+ * They run only with id->x509 set, except mk_verify.
+ */
+
+static int mk_verify(struct gw_identity *id, struct buf *out)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
-	struct buf b = {0}, chain_pem = {0}, tail = {0};
-	ASN1_INTEGER *serial = X509_get_serialNumber(cert);
-	BIO *bio;
-	int ret, n;
+	if (!id->has_cert)
+		return buf_puts(out, "NONE");
+	if (id->verify_result == X509_V_OK)
+		return buf_puts(out, "SUCCESS");
+	return buf_printf(out, "FAILED:%s", X509_verify_cert_error_string(id->verify_result));
+}
 
-	id->has_cert = true;
+static int mk_raw_cert(struct gw_identity *id, struct buf *out)
+{
+	return pem_of(id->x509, out);
+}
 
-	/* $ssl_client_raw_cert and its two nginx derivatives */
-	ret = pem_of(cert, &b);
-	ret = ret ?: set_buf(&id->raw_cert, &b);
-	if (ret)
-		goto out;
-	buf_reset(&b);
-	/* $ssl_client_cert: drop the last byte, a TAB after each remaining LF */
-	for (size_t i = 0, len = strlen(id->raw_cert); !ret && i + 1 < len; i++) {
-		ret = buf_append(&b, &id->raw_cert[i], 1);
-		if (!ret && id->raw_cert[i] == '\n')
-			ret = buf_append(&b, "\t", 1);
+/* $ssl_client_cert: drop the last byte, a TAB after each remaining LF */
+static int mk_cert(struct gw_identity *id, struct buf *out)
+{
+	struct buf tmp = {0};
+	const char *pem;
+	size_t len;
+	int ret = leaf_pem(id, &tmp, &pem, &len);
+
+	for (size_t i = 0; !ret && i + 1 < len; i++) {
+		ret = buf_append(out, &pem[i], 1);
+		if (!ret && pem[i] == '\n')
+			ret = buf_append(out, "\t", 1);
 	}
-	ret = ret ?: set_buf(&id->cert, &b);
-	buf_reset(&b);
-	ret = ret ?: identity_escape_uri_component(id->raw_cert, strlen(id->raw_cert), &b);
-	ret = ret ?: set_buf(&id->escaped_cert, &b);
-	if (ret)
-		goto out;
-
-	ret = name_rfc2253(X509_get_subject_name(cert), &id->s_dn);
-	ret = ret ?: name_oneline(X509_get_subject_name(cert), &id->s_dn_legacy);
-	ret = ret ?: name_rfc2253(X509_get_issuer_name(cert), &id->i_dn);
-	ret = ret ?: name_oneline(X509_get_issuer_name(cert), &id->i_dn_legacy);
-	if (ret)
-		goto out;
-
-	bio = BIO_new(BIO_s_mem());
-	if (!bio) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	i2a_ASN1_INTEGER(bio, serial);
-	free(id->serial);
-	id->serial = bio_take(bio);
-	BIO_free(bio);
-	if (!id->serial) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	buf_reset(&b);
-	ret = X509_digest(cert, EVP_sha1(), md, &mdlen) ? 0 : -ENOMEM;
-	ret = ret ?: hex_append(&b, md, mdlen, hex_lower);
-	ret = ret ?: set_buf(&id->fp_sha1, &b);
-	buf_reset(&b);
-	ret = ret ?: (X509_digest(cert, EVP_sha256(), md, &mdlen) ? 0 : -ENOMEM);
-	ret = ret ?: hex_append(&b, md, mdlen, hex_lower);
-	ret = ret ?: set_buf(&id->fp_sha256, &b);
-	ret = ret ?: asn1_time_text(X509_get0_notBefore(cert), &id->v_start);
-	ret = ret ?: asn1_time_text(X509_get0_notAfter(cert), &id->v_end);
-	if (ret)
-		goto out;
-	id->not_after = asn1_time_epoch(X509_get0_notAfter(cert));
-
-	ret = parse_cn(cert, id);
-	ret = ret ?: parse_sans(cert, id, &tail);
-	ret = ret ?: parse_key_alg(cert, id);
-	ret = ret ?: set_str(&id->sig_alg, OBJ_nid2sn(X509_get_signature_nid(cert)));
-	if (ret)
-		goto out;
-	if (strcmp(id->sig_alg, "UNDEF") == 0)
-		ret = set_str(&id->sig_alg, "");
-
-	/* DER for PROXY v2, RFC 9440 forms */
-	free(id->der);
-	id->der = NULL;
-	n = i2d_X509(cert, &id->der);
-	if (n <= 0) {
-		id->der = NULL;
-		ret = -ENOMEM;
-		goto out;
-	}
-	id->der_len = (size_t)n;
-	buf_reset(&b);
-	ret = ret ?: sf_binary(id->der, id->der_len, &b);
-	ret = ret ?: set_buf(&id->rfc9440_cert, &b);
-
-	/* the intermediates the client sent; the leaf is not part of it */
-	buf_reset(&b);
-	ret = ret ?: pem_of(cert, &chain_pem);
-	for (int i = 0; !ret && chain && i < sk_X509_num(chain); i++) {
-		X509 *x = sk_X509_value(chain, i);
-
-		if (i == 0 && X509_cmp(x, cert) == 0)
-			continue; /* a client-side style chain that starts with the leaf */
-		if (b.len)
-			ret = buf_puts(&b, ", ");
-		ret = ret ?: der_sf_binary(x, &b);
-		ret = ret ?: pem_of(x, &chain_pem);
-	}
-	ret = ret ?: set_buf(&id->rfc9440_chain, &b);
-	if (ret)
-		goto out;
-
-	/* Envoy XFCC element: Hash, Cert, Chain, Subject, URI..., DNS... */
-	buf_reset(&b);
-	ret = buf_printf(&b, "Hash=%s;Cert=\"", id->fp_sha256);
-	ret = ret ?: identity_escape_uri_component(id->raw_cert, strlen(id->raw_cert), &b);
-	ret = ret ?: buf_puts(&b, "\";Chain=\"");
-	ret = ret ?: identity_escape_uri_component(chain_pem.data, chain_pem.len, &b);
-	ret = ret ?: buf_puts(&b, "\"");
-	if (!ret && id->s_dn[0])
-		ret = xfcc_quoted(&b, "Subject", id->s_dn);
-	if (!ret && tail.len)
-		ret = buf_append(&b, tail.data, tail.len);
-	ret = ret ?: set_buf(&id->xfcc, &b);
-out:
-	buf_free(&b);
-	buf_free(&chain_pem);
-	buf_free(&tail);
+	buf_free(&tmp);
 	return ret;
 }
 
-/* Every string field still NULL becomes "". */
-static int fill_empty(struct gw_identity *id)
+static int mk_escaped_cert(struct gw_identity *id, struct buf *out)
 {
-	char **fields[] = {
-		&id->verify,	&id->raw_cert,	  &id->cert,	     &id->escaped_cert,
-		&id->s_dn,	&id->s_dn_legacy, &id->i_dn,	     &id->i_dn_legacy,
-		&id->serial,	&id->fp_sha1,	  &id->fp_sha256,    &id->v_start,
-		&id->v_end,	&id->cn,	  &id->san_dns,	     &id->san_uri,
-		&id->spiffe_id, &id->xfcc,	  &id->rfc9440_cert, &id->rfc9440_chain,
-		&id->protocol,	&id->cipher,	  &id->server_name,  &id->sig_alg,
-		&id->key_alg,	&id->group,	  &id->sig_scheme,
-	};
+	struct buf tmp = {0};
+	const char *pem;
+	size_t len;
+	int ret = leaf_pem(id, &tmp, &pem, &len);
 
-	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
-		if (!*fields[i] && set_str(fields[i], ""))
+	ret = ret ?: identity_escape_uri_component(pem, len, out);
+	buf_free(&tmp);
+	return ret;
+}
+
+static int mk_s_dn(struct gw_identity *id, struct buf *out)
+{
+	return name_rfc2253(X509_get_subject_name(id->x509), out);
+}
+
+static int mk_s_dn_legacy(struct gw_identity *id, struct buf *out)
+{
+	return name_oneline(X509_get_subject_name(id->x509), out);
+}
+
+static int mk_i_dn(struct gw_identity *id, struct buf *out)
+{
+	return name_rfc2253(X509_get_issuer_name(id->x509), out);
+}
+
+static int mk_i_dn_legacy(struct gw_identity *id, struct buf *out)
+{
+	return name_oneline(X509_get_issuer_name(id->x509), out);
+}
+
+static int mk_serial(struct gw_identity *id, struct buf *out)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int ret;
+
+	if (!bio)
+		return -ENOMEM;
+	i2a_ASN1_INTEGER(bio, X509_get_serialNumber(id->x509));
+	ret = bio_append(bio, out);
+	BIO_free(bio);
+	return ret;
+}
+
+static int mk_fp_sha1(struct gw_identity *id, struct buf *out)
+{
+	return digest_hex(id->x509, EVP_sha1(), out);
+}
+
+static int mk_fp_sha256(struct gw_identity *id, struct buf *out)
+{
+	return digest_hex(id->x509, EVP_sha256(), out);
+}
+
+static int mk_v_start(struct gw_identity *id, struct buf *out)
+{
+	return asn1_time_text(X509_get0_notBefore(id->x509), out);
+}
+
+static int mk_v_end(struct gw_identity *id, struct buf *out)
+{
+	return asn1_time_text(X509_get0_notAfter(id->x509), out);
+}
+
+static int mk_cn(struct gw_identity *id, struct buf *out)
+{
+	const X509_NAME *name = X509_get_subject_name(id->x509);
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	int n, ret;
+
+	if (i < 0)
+		return 0;
+	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+	if (n < 0)
+		return 0; /* an undecodable CN: no CN */
+	ret = buf_append(out, utf8, strnlen((char *)utf8, (size_t)n));
+	OPENSSL_free(utf8);
+	return ret;
+}
+
+static int mk_san_dns(struct gw_identity *id, struct buf *out)
+{
+	return san_walk(id->x509, &(struct san_out){.dns = out});
+}
+
+static int mk_san_uri(struct gw_identity *id, struct buf *out)
+{
+	return san_walk(id->x509, &(struct san_out){.uri = out});
+}
+
+static int mk_spiffe_id(struct gw_identity *id, struct buf *out)
+{
+	return san_walk(id->x509, &(struct san_out){.spiffe = out});
+}
+
+/* Envoy XFCC element: Hash, Cert, Chain, Subject, URI..., DNS... */
+static int mk_xfcc(struct gw_identity *id, struct buf *out)
+{
+	struct buf pem = {0}, chain_pem = {0}, dn = {0};
+	const char *leaf, *s_dn = id->s_dn;
+	size_t leaf_len;
+	int ret;
+
+	ret = buf_puts(out, "Hash=");
+	if (id->fp_sha256)
+		ret = ret ?: buf_puts(out, id->fp_sha256);
+	else
+		ret = ret ?: digest_hex(id->x509, EVP_sha256(), out);
+	ret = ret ?: leaf_pem(id, &pem, &leaf, &leaf_len);
+	ret = ret ?: buf_puts(out, ";Cert=\"");
+	ret = ret ?: identity_escape_uri_component(leaf, leaf_len, out);
+	/* Chain: the leaf, then what the client sent */
+	ret = ret ?: buf_append(&chain_pem, leaf, leaf_len);
+	for (int i = 0; !ret && id->chain && i < sk_X509_num(id->chain); i++)
+		ret = pem_of(sk_X509_value(id->chain, i), &chain_pem);
+	ret = ret ?: buf_puts(out, "\";Chain=\"");
+	ret = ret ?: identity_escape_uri_component(chain_pem.data, chain_pem.len, out);
+	ret = ret ?: buf_puts(out, "\"");
+	if (!ret && !s_dn) {
+		ret = mk_s_dn(id, &dn) ?: buf_append(&dn, "", 0);
+		s_dn = dn.data;
+	}
+	if (!ret && s_dn[0])
+		ret = xfcc_quoted(out, "Subject", s_dn);
+	ret = ret ?: san_walk(id->x509, &(struct san_out){.xfcc = out});
+	buf_free(&pem);
+	buf_free(&chain_pem);
+	buf_free(&dn);
+	return ret;
+}
+
+static int mk_rfc9440_cert(struct gw_identity *id, struct buf *out)
+{
+	if (id->der)
+		return sf_binary(id->der, id->der_len, out);
+	return der_sf_binary(id->x509, out);
+}
+
+/* the intermediates the client sent; the leaf is not part of it */
+static int mk_rfc9440_chain(struct gw_identity *id, struct buf *out)
+{
+	int ret = 0;
+
+	for (int i = 0; !ret && id->chain && i < sk_X509_num(id->chain); i++) {
+		if (i)
+			ret = buf_puts(out, ", ");
+		ret = ret ?: der_sf_binary(sk_X509_value(id->chain, i), out);
+	}
+	return ret;
+}
+
+static int mk_sig_alg(struct gw_identity *id, struct buf *out)
+{
+	const char *sn = OBJ_nid2sn(X509_get_signature_nid(id->x509));
+
+	if (!sn || strcmp(sn, "UNDEF") == 0)
+		return 0;
+	return buf_puts(out, sn);
+}
+
+static int mk_key_alg(struct gw_identity *id, struct buf *out)
+{
+	EVP_PKEY *pkey = X509_get0_pubkey(id->x509);
+	int type;
+
+	if (!pkey)
+		return 0;
+	type = EVP_PKEY_get_base_id(pkey);
+	switch (type) {
+	case EVP_PKEY_RSA:
+	case EVP_PKEY_RSA_PSS:
+		return buf_printf(out, "RSA%d", EVP_PKEY_get_bits(pkey));
+	case EVP_PKEY_EC:
+		return buf_printf(out, "EC%d", EVP_PKEY_get_bits(pkey));
+	case EVP_PKEY_DSA:
+		return buf_printf(out, "DSA%d", EVP_PKEY_get_bits(pkey));
+	}
+	return buf_puts(out, OBJ_nid2sn(type) ?: "");
+}
+
+static const struct {
+	size_t off; /* of the char * cache in struct gw_identity */
+	int (*make)(struct gw_identity *id, struct buf *out);
+} lazy_fields[GW_ID__COUNT] = {
+#define LAZY(e, field) [e] = {offsetof(struct gw_identity, field), mk_##field}
+	LAZY(GW_ID_VERIFY, verify),
+	LAZY(GW_ID_RAW_CERT, raw_cert),
+	LAZY(GW_ID_CERT, cert),
+	LAZY(GW_ID_ESCAPED_CERT, escaped_cert),
+	LAZY(GW_ID_S_DN, s_dn),
+	LAZY(GW_ID_S_DN_LEGACY, s_dn_legacy),
+	LAZY(GW_ID_I_DN, i_dn),
+	LAZY(GW_ID_I_DN_LEGACY, i_dn_legacy),
+	LAZY(GW_ID_SERIAL, serial),
+	LAZY(GW_ID_FP_SHA1, fp_sha1),
+	LAZY(GW_ID_FP_SHA256, fp_sha256),
+	LAZY(GW_ID_V_START, v_start),
+	LAZY(GW_ID_V_END, v_end),
+	LAZY(GW_ID_CN, cn),
+	LAZY(GW_ID_SAN_DNS, san_dns),
+	LAZY(GW_ID_SAN_URI, san_uri),
+	LAZY(GW_ID_SPIFFE_ID, spiffe_id),
+	LAZY(GW_ID_XFCC, xfcc),
+	LAZY(GW_ID_RFC9440_CERT, rfc9440_cert),
+	LAZY(GW_ID_RFC9440_CHAIN, rfc9440_chain),
+	LAZY(GW_ID_SIG_ALG, sig_alg),
+	LAZY(GW_ID_KEY_ALG, key_alg),
+#undef LAZY
+};
+
+static char **lazy_slot(struct gw_identity *id, enum gw_id_str which)
+{
+	return (char **)((char *)id + lazy_fields[which].off);
+}
+
+const char *identity_str(struct gw_identity *id, enum gw_id_str which)
+{
+	char **slot;
+	struct buf b = {0};
+	char *s;
+
+	if ((unsigned int)which >= GW_ID__COUNT)
+		return id_empty;
+	slot = lazy_slot(id, which);
+	if (*slot)
+		return *slot;
+	/* without a certificate (or a hand-made identity) every field but verify is "" */
+	if (!id->x509 && which != GW_ID_VERIFY) {
+		*slot = id_empty;
+		return *slot;
+	}
+	if (lazy_fields[which].make(id, &b)) {
+		buf_free(&b);
+		return NULL;
+	}
+	/* an exact-size copy: the cache is held as long as the connection */
+	s = b.len ? buf_strdup(&b) : id_empty;
+	buf_free(&b);
+	if (!s)
+		return NULL;
+	*slot = s;
+	return s;
+}
+
+int identity_der(struct gw_identity *id, const unsigned char **der, size_t *len)
+{
+	unsigned char *p = NULL;
+	int n;
+
+	if (!id->der && id->x509) {
+		n = i2d_X509(id->x509, &p);
+		if (n <= 0)
 			return -ENOMEM;
+		id->der = p;
+		id->der_len = (size_t)n;
+	}
+	*der = id->der;
+	*len = id->der ? id->der_len : 0;
 	return 0;
 }
 
-static int set_verify(struct gw_identity *id, long verify_result)
+int identity_fill(struct gw_identity *id)
 {
-	char text[256];
+	const unsigned char *der;
+	size_t len;
 
-	id->verify_result = verify_result;
-	if (!id->has_cert)
-		return set_str(&id->verify, "NONE");
-	if (verify_result == X509_V_OK)
-		return set_str(&id->verify, "SUCCESS");
-	snprintf(text, sizeof(text), "FAILED:%s", X509_verify_cert_error_string(verify_result));
-	return set_str(&id->verify, text);
+	for (int i = 0; i < GW_ID__COUNT; i++)
+		if (!identity_str(id, (enum gw_id_str)i))
+			return -ENOMEM;
+	if (!id->server_name)
+		id->server_name = id_empty;
+	if (id->x509)
+		id->not_after = asn1_time_epoch(X509_get0_notAfter(id->x509));
+	return identity_der(id, &der, &len);
+}
+
+/*
+ * Keep references to @cert and to the intermediates in @chain after it (a
+ * leading copy of the leaf, as a client-side chain has, is skipped): no copy
+ * of anything when the client sent only its leaf.
+ */
+static int hold_certs(X509 *cert, STACK_OF(X509) * chain, struct gw_identity *id)
+{
+	int first = 0, n = chain ? sk_X509_num(chain) : 0;
+
+	if (!cert)
+		return 0;
+	if (!X509_up_ref(cert))
+		return -ENOMEM;
+	id->x509 = cert;
+	id->has_cert = true;
+	if (n > 0 && X509_cmp(sk_X509_value(chain, 0), cert) == 0)
+		first = 1;
+	if (n <= first)
+		return 0;
+	id->chain = sk_X509_new_reserve(NULL, n - first);
+	if (!id->chain)
+		return -ENOMEM;
+	for (int i = first; i < n; i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (!X509_up_ref(x))
+			return -ENOMEM;
+		sk_X509_push(id->chain, x); /* reserved: cannot fail */
+	}
+	return 0;
 }
 
 int identity_from_x509(X509 *cert, STACK_OF(X509) * chain, long verify_result,
 		       struct gw_identity *id)
 {
-	int ret = 0;
+	int ret;
 
 	memset(id, 0, sizeof(*id));
 	id->not_after = (time_t)-1;
-	if (cert)
-		ret = parse_cert(cert, chain, id);
-	ret = ret ?: set_verify(id, verify_result);
-	ret = ret ?: fill_empty(id);
+	id->verify_result = verify_result;
+	id->protocol = id->cipher = id->group = id->sig_scheme = "";
+	id->server_name = id_empty;
+	ret = hold_certs(cert, chain, id);
 	if (ret)
 		identity_clear(id);
 	return ret;
@@ -544,10 +705,38 @@ static const char *sig_scheme_name(SSL *ssl, X509 *cert)
 	return "";
 }
 
+/*
+ * SSL_group_to_name() gives a string of the SSL_CTX (its group list), which
+ * may go before the identity: the well-known names are taken from this
+ * table, any other one is copied.
+ */
+static int set_group(struct gw_identity *id, const char *name)
+{
+	static const char *const known[] = {
+		"x25519",	   "x448",	"secp256r1",	   "secp384r1",
+		"secp521r1",	   "ffdhe2048", "ffdhe3072",	   "ffdhe4096",
+		"ffdhe6144",	   "ffdhe8192", "brainpoolP256r1", "brainpoolP384r1",
+		"brainpoolP512r1", "secp224r1", "secp256k1",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+		if (strcmp(name, known[i]) == 0) {
+			id->group = known[i];
+			return 0;
+		}
+	}
+	id->group_copy = strdup(name);
+	if (!id->group_copy)
+		return -ENOMEM;
+	id->group = id->group_copy;
+	return 0;
+}
+
 int identity_from_ssl(SSL *ssl, struct gw_identity *id)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
 	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	const char *name;
 	int group, ret;
 
 	ret = identity_from_x509(cert, SSL_get_peer_cert_chain(ssl), SSL_get_verify_result(ssl),
@@ -555,13 +744,21 @@ int identity_from_ssl(SSL *ssl, struct gw_identity *id)
 	if (ret)
 		return ret;
 	id->reused = SSL_session_reused(ssl);
-	ret = set_str(&id->protocol, SSL_get_version(ssl));
-	ret = ret ?: set_str(&id->cipher, SSL_get_cipher_name(ssl));
-	ret = ret ?: set_str(&id->server_name, sni);
+	/* static strings: ssl_protocol_to_string(), the static cipher tables' names */
+	id->protocol = SSL_get_version(ssl) ?: "";
+	id->cipher = SSL_get_cipher_name(ssl) ?: "";
+	id->sig_scheme = sig_scheme_name(ssl, cert);
+	if (sni && sni[0]) {
+		id->server_name = strdup(sni);
+		if (!id->server_name)
+			ret = -ENOMEM;
+	}
 	group = SSL_get_negotiated_group(ssl);
-	if (!ret && group > 0 && !(group & TLSEXT_nid_unknown))
-		ret = set_str(&id->group, SSL_group_to_name(ssl, group));
-	ret = ret ?: set_str(&id->sig_scheme, sig_scheme_name(ssl, cert));
+	if (!ret && group > 0 && !(group & TLSEXT_nid_unknown)) {
+		name = SSL_group_to_name(ssl, group);
+		if (name)
+			ret = set_group(id, name);
+	}
 	if (ret)
 		identity_clear(id);
 	return ret;
@@ -569,19 +766,13 @@ int identity_from_ssl(SSL *ssl, struct gw_identity *id)
 
 void identity_clear(struct gw_identity *id)
 {
-	char *fields[] = {
-		id->verify,    id->raw_cert,	id->cert,	  id->escaped_cert,
-		id->s_dn,      id->s_dn_legacy, id->i_dn,	  id->i_dn_legacy,
-		id->serial,    id->fp_sha1,	id->fp_sha256,	  id->v_start,
-		id->v_end,     id->cn,		id->san_dns,	  id->san_uri,
-		id->spiffe_id, id->xfcc,	id->rfc9440_cert, id->rfc9440_chain,
-		id->protocol,  id->cipher,	id->server_name,  id->sig_alg,
-		id->key_alg,   id->group,	id->sig_scheme,
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
-		free(fields[i]);
+	for (int i = 0; i < GW_ID__COUNT; i++)
+		str_free(*lazy_slot(id, (enum gw_id_str)i));
+	str_free(id->server_name);
+	free(id->group_copy);
 	OPENSSL_free(id->der);
+	X509_free(id->x509);
+	sk_X509_pop_free(id->chain, X509_free);
 	memset(id, 0, sizeof(*id));
 }
 
@@ -700,19 +891,69 @@ static int render_host(const char *host, struct buf *out)
 
 static int render_v_remain(const struct gw_identity *id, struct buf *out)
 {
-	time_t now;
+	time_t now, not_after = id->not_after;
 
-	if (!id->has_cert || id->not_after == (time_t)-1)
+	if (!id->has_cert)
+		return 0;
+	if (id->x509)
+		not_after = asn1_time_epoch(X509_get0_notAfter(id->x509));
+	if (not_after == (time_t)-1)
 		return 0;
 	now = time(NULL);
-	if (id->not_after < now + 86400)
+	if (not_after < now + 86400)
 		return buf_puts(out, "0");
-	return buf_printf(out, "%lld", (long long)((id->not_after - now) / 86400));
+	return buf_printf(out, "%lld", (long long)((not_after - now) / 86400));
+}
+
+/* The lazy field behind a certificate variable, or -1. */
+static int var_field(int var)
+{
+	switch (var) {
+	case GW_VAR_SSL_CLIENT_CERT:
+		return GW_ID_CERT;
+	case GW_VAR_SSL_CLIENT_RAW_CERT:
+		return GW_ID_RAW_CERT;
+	case GW_VAR_SSL_CLIENT_ESCAPED_CERT:
+		return GW_ID_ESCAPED_CERT;
+	case GW_VAR_SSL_CLIENT_S_DN:
+		return GW_ID_S_DN;
+	case GW_VAR_SSL_CLIENT_S_DN_LEGACY:
+		return GW_ID_S_DN_LEGACY;
+	case GW_VAR_SSL_CLIENT_I_DN:
+		return GW_ID_I_DN;
+	case GW_VAR_SSL_CLIENT_I_DN_LEGACY:
+		return GW_ID_I_DN_LEGACY;
+	case GW_VAR_SSL_CLIENT_SERIAL:
+		return GW_ID_SERIAL;
+	case GW_VAR_SSL_CLIENT_FINGERPRINT:
+		return GW_ID_FP_SHA1;
+	case GW_VAR_SSL_CLIENT_VERIFY:
+		return GW_ID_VERIFY;
+	case GW_VAR_SSL_CLIENT_V_START:
+		return GW_ID_V_START;
+	case GW_VAR_SSL_CLIENT_V_END:
+		return GW_ID_V_END;
+	case GW_VAR_SSL_CLIENT_FINGERPRINT_SHA256:
+		return GW_ID_FP_SHA256;
+	case GW_VAR_SSL_CLIENT_SAN_DNS:
+		return GW_ID_SAN_DNS;
+	case GW_VAR_SSL_CLIENT_SAN_URI:
+		return GW_ID_SAN_URI;
+	case GW_VAR_SSL_CLIENT_SPIFFE_ID:
+		return GW_ID_SPIFFE_ID;
+	case GW_VAR_SSL_CLIENT_XFCC:
+		return GW_ID_XFCC;
+	case GW_VAR_SSL_CLIENT_CERT_RFC9440:
+		return GW_ID_RFC9440_CERT;
+	case GW_VAR_SSL_CLIENT_CHAIN_RFC9440:
+		return GW_ID_RFC9440_CHAIN;
+	}
+	return -1;
 }
 
 int identity_var_render(const struct gw_var_ctx *ctx, int var, struct buf *out)
 {
-	const struct gw_identity *id = ctx->id;
+	struct gw_identity *id = ctx->id;
 	const char *s = NULL;
 
 	switch (var) {
@@ -739,42 +980,6 @@ int identity_var_render(const struct gw_var_ctx *ctx, int var, struct buf *out)
 		return 0; /* not a TLS connection: every ssl variable is empty */
 
 	switch (var) {
-	case GW_VAR_SSL_CLIENT_CERT:
-		s = id->cert;
-		break;
-	case GW_VAR_SSL_CLIENT_RAW_CERT:
-		s = id->raw_cert;
-		break;
-	case GW_VAR_SSL_CLIENT_ESCAPED_CERT:
-		s = id->escaped_cert;
-		break;
-	case GW_VAR_SSL_CLIENT_S_DN:
-		s = id->s_dn;
-		break;
-	case GW_VAR_SSL_CLIENT_S_DN_LEGACY:
-		s = id->s_dn_legacy;
-		break;
-	case GW_VAR_SSL_CLIENT_I_DN:
-		s = id->i_dn;
-		break;
-	case GW_VAR_SSL_CLIENT_I_DN_LEGACY:
-		s = id->i_dn_legacy;
-		break;
-	case GW_VAR_SSL_CLIENT_SERIAL:
-		s = id->serial;
-		break;
-	case GW_VAR_SSL_CLIENT_FINGERPRINT:
-		s = id->fp_sha1;
-		break;
-	case GW_VAR_SSL_CLIENT_VERIFY:
-		s = id->verify;
-		break;
-	case GW_VAR_SSL_CLIENT_V_START:
-		s = id->v_start;
-		break;
-	case GW_VAR_SSL_CLIENT_V_END:
-		s = id->v_end;
-		break;
 	case GW_VAR_SSL_CLIENT_V_REMAIN:
 		return render_v_remain(id, out);
 	case GW_VAR_SSL_PROTOCOL:
@@ -789,26 +994,12 @@ int identity_var_render(const struct gw_var_ctx *ctx, int var, struct buf *out)
 	case GW_VAR_SSL_SESSION_REUSED:
 		s = id->reused ? "r" : ".";
 		break;
-	case GW_VAR_SSL_CLIENT_FINGERPRINT_SHA256:
-		s = id->fp_sha256;
-		break;
-	case GW_VAR_SSL_CLIENT_SAN_DNS:
-		s = id->san_dns;
-		break;
-	case GW_VAR_SSL_CLIENT_SAN_URI:
-		s = id->san_uri;
-		break;
-	case GW_VAR_SSL_CLIENT_SPIFFE_ID:
-		s = id->spiffe_id;
-		break;
-	case GW_VAR_SSL_CLIENT_XFCC:
-		s = id->xfcc;
-		break;
-	case GW_VAR_SSL_CLIENT_CERT_RFC9440:
-		s = id->rfc9440_cert;
-		break;
-	case GW_VAR_SSL_CLIENT_CHAIN_RFC9440:
-		s = id->rfc9440_chain;
+	default:
+		if (var_field(var) < 0)
+			return 0;
+		s = identity_str(id, (enum gw_id_str)var_field(var));
+		if (!s)
+			return -ENOMEM;
 		break;
 	}
 	return s ? buf_puts(out, s) : 0;

@@ -28,6 +28,15 @@ static int put_str_tlv(struct buf *out, unsigned char type, const char *s)
 	return s && s[0] ? put_tlv(out, type, s, strlen(s)) : 0;
 }
 
+/* A certificate-derived string of @id (computed now if need be), as put_str_tlv(). */
+static int put_id_tlv(struct buf *out, unsigned char type, struct gw_identity *id,
+		      enum gw_id_str which)
+{
+	const char *s = identity_str(id, which);
+
+	return s ? put_str_tlv(out, type, s) : -ENOMEM;
+}
+
 /* The 16 address bytes of @sa, IPv4 as ::ffff:a.b.c.d; and its port (network order). */
 static void addr6(const struct sockaddr *sa, unsigned char a[16], unsigned char port[2])
 {
@@ -77,10 +86,12 @@ static int put_addresses(const struct sockaddr *src, const struct sockaddr *dst,
 	return buf_append(out, a, 36);
 }
 
-static int put_ssl_tlv(const struct gw_identity *id, bool with_cert, struct buf *out)
+static int put_ssl_tlv(struct gw_identity *id, bool with_cert, struct buf *out)
 {
 	size_t start = out->len, len;
 	unsigned char client = PP2_CLIENT_SSL, head[8];
+	const unsigned char *der = NULL;
+	size_t der_len = 0;
 	uint32_t verify = 1; /* no certificate: non-zero, as the spec asks */
 	int ret;
 
@@ -100,14 +111,16 @@ static int put_ssl_tlv(const struct gw_identity *id, bool with_cert, struct buf 
 	ret = buf_append(out, head, sizeof(head));
 	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_VERSION, id->protocol);
 	if (id->has_cert)
-		ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_CN, id->cn);
+		ret = ret ?: put_id_tlv(out, PP2_SUBTYPE_SSL_CN, id, GW_ID_CN);
 	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_CIPHER, id->cipher);
-	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_SIG_ALG, id->sig_alg);
-	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_KEY_ALG, id->key_alg);
+	ret = ret ?: put_id_tlv(out, PP2_SUBTYPE_SSL_SIG_ALG, id, GW_ID_SIG_ALG);
+	ret = ret ?: put_id_tlv(out, PP2_SUBTYPE_SSL_KEY_ALG, id, GW_ID_KEY_ALG);
 	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_GROUP, id->group);
 	ret = ret ?: put_str_tlv(out, PP2_SUBTYPE_SSL_SIG_SCHEME, id->sig_scheme);
-	if (with_cert && id->has_cert && id->der && id->der_len)
-		ret = ret ?: put_tlv(out, PP2_SUBTYPE_SSL_CLIENT_CERT, id->der, id->der_len);
+	if (!ret && with_cert && id->has_cert)
+		ret = identity_der(id, &der, &der_len);
+	if (der && der_len)
+		ret = ret ?: put_tlv(out, PP2_SUBTYPE_SSL_CLIENT_CERT, der, der_len);
 	if (ret)
 		return ret;
 	len = out->len - start - 3;
@@ -117,7 +130,7 @@ static int put_ssl_tlv(const struct gw_identity *id, bool with_cert, struct buf 
 	return 0;
 }
 
-int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, const struct gw_identity *id,
+int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, struct gw_identity *id,
 	       bool with_cert, struct buf *out)
 {
 	size_t start = out->len, len;
@@ -130,7 +143,7 @@ int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, const str
 	ret = buf_append(out, fixed, sizeof(fixed));
 	ret = ret ?: put_addresses(src, dst, &fixed[13], out);
 	if (!ret && id) {
-		ret = put_str_tlv(out, PP2_TYPE_AUTHORITY, id->server_name);
+		ret = put_str_tlv(out, PP2_TYPE_AUTHORITY, identity_server_name(id));
 		ret = ret ?: put_ssl_tlv(id, with_cert, out);
 	}
 	if (ret)

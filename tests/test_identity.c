@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 #include "test.h"
 #include "gw/identity.h"
+#include "gw/proxy_proto.h"
 
 /* Output of a shell command (trailing newlines dropped), malloc'd. */
 static __printf(1, 2) char *sh(const char *fmt, ...)
@@ -154,7 +155,7 @@ static char *b64_of_der(const char *file)
 		  file);
 }
 
-static char *render1(const struct gw_identity *id, int var)
+static char *render1(struct gw_identity *id, int var)
 {
 	struct gw_var_ctx ctx = {.id = id};
 	struct buf b = {0};
@@ -259,6 +260,8 @@ static int from_file(const char *name, struct gw_identity *id)
 		return -ENOENT;
 	chain = load_intermediates(name);
 	ret = identity_from_x509(x, chain, X509_V_OK, id);
+	/* every field computed, as the eager identity had them: read directly below */
+	ret = ret ?: identity_fill(id);
 	sk_X509_pop_free(chain, X509_free);
 	X509_free(x);
 	return ret;
@@ -437,6 +440,7 @@ void test_identity_verify_and_none(void)
 	if (!ASSERT_OK_PTR(x, "load"))
 		return;
 	ASSERT_OK(identity_from_x509(x, NULL, X509_V_ERR_CERT_HAS_EXPIRED, &id), "expired");
+	ASSERT_OK(identity_fill(&id), "fill");
 	ASSERT_STREQ(id.verify, "FAILED:certificate has expired", "verify failed");
 	v = render1(&id, GW_VAR_SSL_CLIENT_V_REMAIN);
 	ASSERT_STREQ(v, "0", "v_remain of an expired cert");
@@ -445,6 +449,7 @@ void test_identity_verify_and_none(void)
 	X509_free(x);
 
 	ASSERT_OK(identity_from_x509(NULL, NULL, X509_V_OK, &id), "no cert");
+	ASSERT_OK(identity_fill(&id), "fill");
 	ASSERT_FALSE(id.has_cert, "has_cert");
 	ASSERT_STREQ(id.verify, "NONE", "verify none");
 	for (int var = 0; var < GW_VAR__COUNT; var++) {
@@ -485,7 +490,6 @@ void test_identity_v_remain(void)
 	free(epoch);
 	identity_clear(&id);
 }
-
 
 void test_identity_addr_text_nginx(void)
 {
@@ -715,7 +719,8 @@ void test_identity_from_ssl_handshake(void)
 		goto out;
 	if (!ASSERT_OK(handshake(cctx, sctx, NULL, &h), "handshake"))
 		goto out;
-	if (!ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl"))
+	if (!ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl") ||
+	    !ASSERT_OK(identity_fill(&id), "fill"))
 		goto out_hs;
 	ASSERT_TRUE(id.has_cert, "has_cert");
 	ASSERT_STREQ(id.verify, "SUCCESS", "verify");
@@ -742,7 +747,8 @@ void test_identity_from_ssl_handshake(void)
 	/* a resumption: the session's cert, no CertificateVerify this time */
 	if (!ASSERT_OK(handshake(cctx, sctx, sess, &h), "resumed handshake"))
 		goto out;
-	if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl resumed")) {
+	if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl resumed") &&
+	    ASSERT_OK(identity_fill(&id), "fill")) {
 		ASSERT_TRUE(id.reused, "reused");
 		ASSERT_TRUE(id.has_cert, "cert from the session");
 		ASSERT_STREQ(id.verify, "SUCCESS", "verify from the session");
@@ -769,7 +775,8 @@ void test_identity_from_ssl_rsa_chain(void)
 	    !ASSERT_OK_PTR(cctx2, "client ctx 2"))
 		goto out;
 	if (ASSERT_OK(handshake(cctx, sctx, NULL, &h), "handshake rsa 1.2")) {
-		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity")) {
+		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity") &&
+		    ASSERT_OK(identity_fill(&id), "fill")) {
 			ASSERT_STREQ(id.protocol, "TLSv1.2", "protocol");
 			ASSERT_STREQ(id.key_alg, "RSA2048", "key_alg");
 			ASSERT_STREQ(id.sig_scheme, "rsa_pss_rsae_sha256", "sig_scheme");
@@ -781,6 +788,7 @@ void test_identity_from_ssl_rsa_chain(void)
 	}
 	if (ASSERT_OK(handshake(cctx2, sctx, NULL, &h), "handshake int2")) {
 		if (ASSERT_OK(identity_from_ssl(h.s, &id), "identity") &&
+		    ASSERT_OK(identity_fill(&id), "fill") &&
 		    ASSERT_OK(from_file("client-int2", &fid), "file")) {
 			ASSERT_STREQ(id.verify, "SUCCESS", "verified through int2, int1");
 			ASSERT_STREQ(id.rfc9440_chain, fid.rfc9440_chain, "chain as sent");
@@ -795,4 +803,322 @@ out:
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
 	SSL_CTX_free(cctx2);
+}
+
+/* ---- lazy identity: nothing derived until asked, the same values in any order ---- */
+
+/* The cache field of @which, by name (independent of identity.c's own table). */
+static char **lazy_field(struct gw_identity *id, int which)
+{
+	char **f[GW_ID__COUNT] = {
+		[GW_ID_VERIFY] = &id->verify,
+		[GW_ID_RAW_CERT] = &id->raw_cert,
+		[GW_ID_CERT] = &id->cert,
+		[GW_ID_ESCAPED_CERT] = &id->escaped_cert,
+		[GW_ID_S_DN] = &id->s_dn,
+		[GW_ID_S_DN_LEGACY] = &id->s_dn_legacy,
+		[GW_ID_I_DN] = &id->i_dn,
+		[GW_ID_I_DN_LEGACY] = &id->i_dn_legacy,
+		[GW_ID_SERIAL] = &id->serial,
+		[GW_ID_FP_SHA1] = &id->fp_sha1,
+		[GW_ID_FP_SHA256] = &id->fp_sha256,
+		[GW_ID_V_START] = &id->v_start,
+		[GW_ID_V_END] = &id->v_end,
+		[GW_ID_CN] = &id->cn,
+		[GW_ID_SAN_DNS] = &id->san_dns,
+		[GW_ID_SAN_URI] = &id->san_uri,
+		[GW_ID_SPIFFE_ID] = &id->spiffe_id,
+		[GW_ID_XFCC] = &id->xfcc,
+		[GW_ID_RFC9440_CERT] = &id->rfc9440_cert,
+		[GW_ID_RFC9440_CHAIN] = &id->rfc9440_chain,
+		[GW_ID_SIG_ALG] = &id->sig_alg,
+		[GW_ID_KEY_ALG] = &id->key_alg,
+	};
+
+	return f[which];
+}
+
+/* Bit i set iff lazy field i is computed; the DER counts as bit GW_ID__COUNT. */
+static unsigned long computed(struct gw_identity *id)
+{
+	unsigned long m = 0;
+
+	for (int i = 0; i < GW_ID__COUNT; i++)
+		if (*lazy_field(id, i))
+			m |= 1UL << i;
+	if (id->der)
+		m |= 1UL << GW_ID__COUNT;
+	return m;
+}
+
+/* The lazy field a certificate variable is cached in, -1 for the others. */
+static int field_of_var(int var)
+{
+	static const int map[][2] = {
+		{GW_VAR_SSL_CLIENT_CERT, GW_ID_CERT},
+		{GW_VAR_SSL_CLIENT_RAW_CERT, GW_ID_RAW_CERT},
+		{GW_VAR_SSL_CLIENT_ESCAPED_CERT, GW_ID_ESCAPED_CERT},
+		{GW_VAR_SSL_CLIENT_S_DN, GW_ID_S_DN},
+		{GW_VAR_SSL_CLIENT_S_DN_LEGACY, GW_ID_S_DN_LEGACY},
+		{GW_VAR_SSL_CLIENT_I_DN, GW_ID_I_DN},
+		{GW_VAR_SSL_CLIENT_I_DN_LEGACY, GW_ID_I_DN_LEGACY},
+		{GW_VAR_SSL_CLIENT_SERIAL, GW_ID_SERIAL},
+		{GW_VAR_SSL_CLIENT_FINGERPRINT, GW_ID_FP_SHA1},
+		{GW_VAR_SSL_CLIENT_VERIFY, GW_ID_VERIFY},
+		{GW_VAR_SSL_CLIENT_V_START, GW_ID_V_START},
+		{GW_VAR_SSL_CLIENT_V_END, GW_ID_V_END},
+		{GW_VAR_SSL_CLIENT_FINGERPRINT_SHA256, GW_ID_FP_SHA256},
+		{GW_VAR_SSL_CLIENT_SAN_DNS, GW_ID_SAN_DNS},
+		{GW_VAR_SSL_CLIENT_SAN_URI, GW_ID_SAN_URI},
+		{GW_VAR_SSL_CLIENT_SPIFFE_ID, GW_ID_SPIFFE_ID},
+		{GW_VAR_SSL_CLIENT_XFCC, GW_ID_XFCC},
+		{GW_VAR_SSL_CLIENT_CERT_RFC9440, GW_ID_RFC9440_CERT},
+		{GW_VAR_SSL_CLIENT_CHAIN_RFC9440, GW_ID_RFC9440_CHAIN},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+		if (map[i][0] == var)
+			return map[i][1];
+	return -1;
+}
+
+/* An identity from NAME.crt and the intermediates NAME.chain.crt sends, not filled. */
+static int lazy_from_file(const char *name, long verify, struct gw_identity *id)
+{
+	char file[256];
+	STACK_OF(X509) * chain;
+	X509 *x;
+	int ret;
+
+	snprintf(file, sizeof(file), "%s.crt", name);
+	x = load_cert(file);
+	if (!x)
+		return -ENOENT;
+	chain = load_intermediates(name);
+	ret = identity_from_x509(x, chain, verify, id);
+	/* the identity holds its own references */
+	sk_X509_pop_free(chain, X509_free);
+	X509_free(x);
+	return ret;
+}
+
+static const char *const lazy_certs[] = {
+	"client-good", "client-int1", "client-int2",   "client-rsa",
+	"client-utf8", "client-self", "client-spiffe", "client-expired",
+};
+
+void test_identity_lazy_nothing_until_asked(void)
+{
+	struct gw_identity id;
+	const unsigned char *der;
+	char *v;
+	size_t len;
+
+	if (!ASSERT_OK(lazy_from_file("client-int2", X509_V_OK, &id), "from_x509"))
+		return;
+	ASSERT_TRUE(id.has_cert && id.x509, "the certificate is referenced");
+	ASSERT_EQ(id.chain ? sk_X509_num(id.chain) : 0, 2, "both intermediates referenced");
+	ASSERT_EQ(computed(&id), 0, "nothing derived after identity_from_x509");
+
+	/* $ssl_client_s_dn: the subject DN, nothing else (no fingerprint, no PEM) */
+	v = render1(&id, GW_VAR_SSL_CLIENT_S_DN);
+	ASSERT_STRSTR(v, "CN=client-int2", "s_dn");
+	free(v);
+	ASSERT_EQ(computed(&id), 1UL << GW_ID_S_DN, "only s_dn");
+
+	/* $ssl_client_verify */
+	v = render1(&id, GW_VAR_SSL_CLIENT_VERIFY);
+	ASSERT_STREQ(v, "SUCCESS", "verify");
+	free(v);
+	ASSERT_EQ(computed(&id), 1UL << GW_ID_S_DN | 1UL << GW_ID_VERIFY, "s_dn, verify");
+
+	/* $ssl_client_escaped_cert: the PEM it is made of is not kept */
+	v = render1(&id, GW_VAR_SSL_CLIENT_ESCAPED_CERT);
+	ASSERT_STRSTR(v, "-----BEGIN%20CERTIFICATE-----%0A", "escaped");
+	free(v);
+	ASSERT_EQ(computed(&id),
+		  1UL << GW_ID_S_DN | 1UL << GW_ID_VERIFY | 1UL << GW_ID_ESCAPED_CERT,
+		  "escaped cert, not raw");
+
+	/* a second rendering uses the cache: the same pointer */
+	v = (char *)id.escaped_cert;
+	ASSERT_TRUE(identity_str(&id, GW_ID_ESCAPED_CERT) == v, "cached");
+	ASSERT_TRUE(identity_der(&id, &der, &len) == 0 && der && len > 0, "der");
+	ASSERT_TRUE(id.der == der, "der cached");
+	identity_clear(&id);
+	ASSERT_EQ(computed(&id), 0, "cleared");
+	ASSERT_TRUE(!id.x509 && !id.chain, "references dropped");
+
+	/* no certificate: every field is "" without an allocation */
+	ASSERT_OK(identity_from_x509(NULL, NULL, X509_V_OK, &id), "no cert");
+	for (int i = 0; i < GW_ID__COUNT; i++) {
+		const char *s = identity_str(&id, (enum gw_id_str)i);
+
+		ASSERT_STREQ(s, i == GW_ID_VERIFY ? "NONE" : "", "no cert field");
+	}
+	identity_clear(&id);
+}
+
+/*
+ * Every variable rendered alone on a fresh identity (only its field gets
+ * computed) equals the value of the filled identity, over several certs;
+ * and rendering all of them in reverse order on one identity (dependencies
+ * already cached: raw PEM, SHA-256, s_dn before xfcc ...) gives the same.
+ */
+void test_identity_lazy_equals_filled(void)
+{
+	for (size_t c = 0; c < ARRAY_SIZE(lazy_certs); c++) {
+		const char *name = lazy_certs[c];
+		long verify = strcmp(name, "client-expired") == 0 ? X509_V_ERR_CERT_HAS_EXPIRED
+								  : X509_V_OK;
+		struct gw_identity full, one, rev;
+		char *want[GW_VAR__COUNT] = {0}, what[128];
+
+		if (!ASSERT_OK(lazy_from_file(name, verify, &full), name))
+			continue;
+		if (!ASSERT_OK(identity_fill(&full), "fill")) {
+			identity_clear(&full);
+			continue;
+		}
+		for (int var = 0; var < GW_VAR__COUNT; var++)
+			want[var] = render1(&full, var);
+
+		for (int var = 0; var < GW_VAR__COUNT; var++) {
+			int f = field_of_var(var);
+			char *v;
+
+			snprintf(what, sizeof(what), "%s $%s alone", name, identity_var_name(var));
+			if (!ASSERT_OK(lazy_from_file(name, verify, &one), what))
+				continue;
+			v = render1(&one, var);
+			ASSERT_STREQ(v, want[var], what);
+			ASSERT_EQ(computed(&one), f < 0 ? 0 : 1UL << f, what);
+			free(v);
+			identity_clear(&one);
+		}
+
+		if (ASSERT_OK(lazy_from_file(name, verify, &rev), "reverse")) {
+			for (int var = GW_VAR__COUNT - 1; var >= 0; var--) {
+				char *v = render1(&rev, var);
+
+				snprintf(what, sizeof(what), "%s $%s reverse", name,
+					 identity_var_name(var));
+				ASSERT_STREQ(v, want[var], what);
+				free(v);
+			}
+			/* and a second time, from the cache */
+			for (int var = 0; var < GW_VAR__COUNT; var++) {
+				char *v = render1(&rev, var);
+
+				snprintf(what, sizeof(what), "%s $%s cached", name,
+					 identity_var_name(var));
+				ASSERT_STREQ(v, want[var], what);
+				free(v);
+			}
+			identity_clear(&rev);
+		}
+		for (int var = 0; var < GW_VAR__COUNT; var++)
+			free(want[var]);
+		identity_clear(&full);
+	}
+}
+
+/*
+ * The identity outlives its SSL: render every variable after SSL_free() and
+ * SSL_CTX_free() (the certificate and chain are held by reference, the
+ * session strings are static or copied). Under ASan a dangling pointer fails.
+ */
+void test_identity_lazy_outlives_ssl(void)
+{
+	static const char *const names[] = {"client-int2", "client-good"};
+
+	for (size_t n = 0; n < ARRAY_SIZE(names); n++) {
+		SSL_CTX *sctx = server_ctx(), *cctx = client_ctx(names[n], 0);
+		struct gw_identity id = {0}, fid = {0};
+		char cipher[128] = "", what[128];
+		struct hs h;
+		bool ok;
+
+		if (!ASSERT_OK_PTR(sctx, "server ctx") || !ASSERT_OK_PTR(cctx, "client ctx")) {
+			SSL_CTX_free(sctx);
+			SSL_CTX_free(cctx);
+			continue;
+		}
+		ok = ASSERT_OK(handshake(cctx, sctx, NULL, &h), "handshake");
+		if (ok) {
+			snprintf(cipher, sizeof(cipher), "%s", SSL_get_cipher_name(h.c));
+			ok = ASSERT_OK(identity_from_ssl(h.s, &id), "identity_from_ssl");
+			ASSERT_EQ(computed(&id), 0, "nothing derived at the end of the handshake");
+			hs_free(&h);
+		}
+		SSL_CTX_free(sctx);
+		SSL_CTX_free(cctx);
+		if (!ok)
+			continue;
+		if (!ASSERT_OK(lazy_from_file(names[n], X509_V_OK, &fid), "file") ||
+		    !ASSERT_OK(identity_fill(&fid), "fill")) {
+			identity_clear(&id);
+			identity_clear(&fid);
+			continue;
+		}
+		for (int var = 0; var < GW_VAR__COUNT; var++) {
+			char *v = render1(&id, var), *w = render1(&fid, var);
+
+			snprintf(what, sizeof(what), "%s $%s after SSL_free", names[n],
+				 identity_var_name(var));
+			if (var == GW_VAR_SSL_PROTOCOL)
+				ASSERT_STREQ(v, "TLSv1.3", what);
+			else if (var == GW_VAR_SSL_CIPHER)
+				ASSERT_STREQ(v, cipher, what);
+			else if (var == GW_VAR_SSL_SERVER_NAME)
+				ASSERT_STREQ(v, "localhost", what);
+			else
+				ASSERT_STREQ(v, w, what); /* the file's identity has no session */
+			free(v);
+			free(w);
+		}
+		ASSERT_STREQ(id.group, "x25519", "group after SSL_CTX_free");
+		ASSERT_STREQ(id.sig_scheme, "ecdsa_secp256r1_sha256", "sig_scheme");
+		identity_clear(&id);
+		identity_clear(&fid);
+	}
+}
+
+/* PROXY v2 computes only what its TLVs carry: CN, sig and key algorithms, the DER. */
+void test_identity_lazy_pp2(void)
+{
+	struct sockaddr_in src, dst;
+	struct gw_identity id, full;
+	struct buf b = {0}, fb = {0};
+
+	test__sa4(&src, "1.2.3.4", 5678);
+	test__sa4(&dst, "5.6.7.8", 443);
+	if (!ASSERT_OK(lazy_from_file("client-rsa", X509_V_OK, &id), "lazy"))
+		return;
+	if (ASSERT_OK(lazy_from_file("client-rsa", X509_V_OK, &full), "full")) {
+		ASSERT_OK(identity_fill(&full), "fill");
+		ASSERT_OK(pp2_encode((struct sockaddr *)&src, (struct sockaddr *)&dst, &id, false,
+				     &b),
+			  "encode without cert");
+		ASSERT_EQ(computed(&id),
+			  1UL << GW_ID_CN | 1UL << GW_ID_SIG_ALG | 1UL << GW_ID_KEY_ALG,
+			  "cn, sig_alg, key_alg");
+		buf_reset(&b);
+		ASSERT_OK(
+			pp2_encode((struct sockaddr *)&src, (struct sockaddr *)&dst, &id, true, &b),
+			"encode with cert");
+		ASSERT_EQ(computed(&id),
+			  1UL << GW_ID_CN | 1UL << GW_ID_SIG_ALG | 1UL << GW_ID_KEY_ALG |
+				  1UL << GW_ID__COUNT,
+			  "and the DER");
+		ASSERT_OK(pp2_encode((struct sockaddr *)&src, (struct sockaddr *)&dst, &full, true,
+				     &fb),
+			  "encode filled");
+		if (ASSERT_EQ(b.len, fb.len, "same length"))
+			ASSERT_MEMEQ(b.data, fb.data, b.len, "same bytes as the filled identity");
+		identity_clear(&full);
+	}
+	identity_clear(&id);
+	buf_free(&b);
+	buf_free(&fb);
 }

@@ -52,14 +52,88 @@ enum gw_var {
 };
 
 /*
- * Everything the gateway knows about the client after the handshake. All
- * strings are malloc'd and NUL-terminated; "" (not NULL) when empty, so
- * rendering never branches on NULL. Filled by identity_from_ssl().
+ * The strings derived from the peer certificate, computed on first use
+ * (identity_str()) and cached in struct gw_identity.
+ */
+enum gw_id_str {
+	GW_ID_VERIFY = 0,
+	GW_ID_RAW_CERT,
+	GW_ID_CERT,
+	GW_ID_ESCAPED_CERT,
+	GW_ID_S_DN,
+	GW_ID_S_DN_LEGACY,
+	GW_ID_I_DN,
+	GW_ID_I_DN_LEGACY,
+	GW_ID_SERIAL,
+	GW_ID_FP_SHA1,
+	GW_ID_FP_SHA256,
+	GW_ID_V_START,
+	GW_ID_V_END,
+	GW_ID_CN,
+	GW_ID_SAN_DNS,
+	GW_ID_SAN_URI,
+	GW_ID_SPIFFE_ID,
+	GW_ID_XFCC,
+	GW_ID_RFC9440_CERT,
+	GW_ID_RFC9440_CHAIN,
+	GW_ID_SIG_ALG,
+	GW_ID_KEY_ALG,
+	GW_ID__COUNT,
+};
+
+/*
+ * Everything the gateway knows about the client after the handshake.
+ *
+ * identity_from_ssl() records only what the SSL holds at that moment (the
+ * session facts below) and REFERENCES to the peer certificate and to the
+ * intermediates the client sent; it keeps no SSL pointer, so the SSL may be
+ * freed before the identity. Each certificate-derived string is computed
+ * the first time it is asked for (identity_str() and the accessors below,
+ * identity_var_render(), pp2_encode()) and cached in its field:
+ *
+ *   NULL     not computed yet;
+ *   ""       empty (a shared static empty string, never freed);
+ *   else     malloc'd, NUL-terminated.
+ *
+ * So read a cache field directly only after identity_str() for it or
+ * identity_fill() (which computes them all, the former eager behaviour).
+ * A failed computation (out of memory) caches nothing.
  */
 struct gw_identity {
 	bool has_cert;	    /* the client presented a certificate */
+	bool reused;	    /* $ssl_session_reused "r" / "." */
 	long verify_result; /* SSL_get_verify_result() */
-	char *verify;	    /* "SUCCESS", "FAILED:<reason>", "NONE" */
+	X509 *x509;	    /* the peer certificate (a reference), NULL without one */
+	/* the intermediates the client sent after its leaf (references), NULL if none */
+	STACK_OF(X509) * chain;
+
+	/*
+	 * Session facts, set when the identity is filled ("" from identity_from_x509()).
+	 * protocol, cipher and sig_scheme are static strings (SSL_get_version(),
+	 * SSL_CIPHER_get_name() of OpenSSL's static cipher tables, our own table).
+	 */
+	const char *protocol; /* SSL_get_version(): "TLSv1.3" */
+	const char *cipher;   /* SSL_get_cipher_name() */
+	char *server_name;    /* SNI (malloc'd) or "" */
+	/*
+	 * PROXY v2 0x26: negotiated key exchange group, TLS (IANA) name from
+	 * SSL_group_to_name(): "x25519", "secp256r1", "ffdhe2048"; "" when none
+	 * (e.g. a resumed TLS 1.2 session). A static string for the well-known
+	 * groups, else group_copy.
+	 */
+	const char *group;
+	char *group_copy;
+	/*
+	 * PROXY v2 0x27: the scheme the client signed its CertificateVerify with,
+	 * TLS SignatureScheme name built from SSL_get_peer_signature_type_nid() and
+	 * SSL_get_peer_signature_nid(): "ecdsa_secp256r1_sha256",
+	 * "rsa_pss_rsae_sha256", "rsa_pkcs1_sha256", "ed25519"; "" when the client
+	 * did not sign in this handshake (no cert, or a resumed session).
+	 */
+	const char *sig_scheme;
+
+	/* ---- computed on first use (see above) ---- */
+	char *verify; /* "SUCCESS", "FAILED:<reason>", "NONE" */
 
 	/* certificate, nginx formats */
 	char *raw_cert;	    /* PEM as PEM_write_bio_X509 writes it */
@@ -71,7 +145,6 @@ struct gw_identity {
 	char *fp_sha256; /* lowercase hex, no colons */
 	char *v_start;	 /* "Nov 27 10:48:00 2026 GMT" (ASN1_TIME_print) */
 	char *v_end;
-	time_t not_after; /* for $ssl_client_v_remain, computed when rendered; -1 if unparsable */
 
 	/* beyond nginx */
 	char *cn;	     /* first CN of the subject, UTF-8 */
@@ -81,14 +154,6 @@ struct gw_identity {
 	char *xfcc;	     /* Envoy XFCC element */
 	char *rfc9440_cert;  /* ":BASE64(DER):" */
 	char *rfc9440_chain; /* ":B64:, :B64:" intermediates sent by the client */
-	unsigned char *der;  /* leaf DER, for PROXY v2 0x28 */
-	size_t der_len;
-
-	/* session */
-	char *protocol;	   /* SSL_get_version(): "TLSv1.3" */
-	char *cipher;	   /* SSL_get_cipher_name() */
-	char *server_name; /* SNI or "" */
-	bool reused;	   /* $ssl_session_reused "r" / "." */
 	/*
 	 * PROXY v2 0x24: signature algorithm of the CLIENT certificate, OpenSSL
 	 * short name of X509_get_signature_nid() (haproxy's format, which haproxy
@@ -100,20 +165,13 @@ struct gw_identity {
 	 * "DSA2048"; any other key type: its OpenSSL short name ("ED25519").
 	 */
 	char *key_alg;
+	unsigned char *der; /* leaf DER for PROXY v2 0x28 (OPENSSL_malloc'd): identity_der() */
+	size_t der_len;
 	/*
-	 * PROXY v2 0x26: negotiated key exchange group, TLS (IANA) name from
-	 * SSL_group_to_name(): "x25519", "secp256r1", "ffdhe2048"; "" when none
-	 * (e.g. a resumed TLS 1.2 session).
+	 * notAfter for $ssl_client_v_remain, -1 if unparsable; rendering reads the
+	 * certificate itself, this copy is set by identity_fill() (or by hand).
 	 */
-	char *group;
-	/*
-	 * PROXY v2 0x27: the scheme the client signed its CertificateVerify with,
-	 * TLS SignatureScheme name built from SSL_get_peer_signature_type_nid() and
-	 * SSL_get_peer_signature_nid(): "ecdsa_secp256r1_sha256",
-	 * "rsa_pss_rsae_sha256", "rsa_pkcs1_sha256", "ed25519"; "" when the client
-	 * did not sign in this handshake (no cert, or a resumed session).
-	 */
-	char *sig_scheme;
+	time_t not_after;
 };
 
 /*
@@ -125,7 +183,7 @@ struct gw_identity {
  * ngx_http_variable_host has no further fallback).
  */
 struct gw_var_ctx {
-	const struct gw_identity *id;
+	struct gw_identity *id;	      /* not const: rendering fills its cache */
 	const struct sockaddr *peer;  /* client address */
 	const struct sockaddr *local; /* our address the client connected to */
 	const char *xff;
@@ -133,19 +191,78 @@ struct gw_var_ctx {
 	const char *server_name; /* first server_name of the server{} */
 };
 
-/* Fill @id from a finished handshake. Returns 0 or -ENOMEM/-EPROTO. */
+/*
+ * Fill @id from a finished handshake: the session facts and references to the
+ * peer certificate and chain; nothing certificate-derived is computed yet.
+ * @id does not refer to @ssl afterwards. Returns 0 or -ENOMEM.
+ */
 int identity_from_ssl(SSL *ssl, struct gw_identity *id);
 
 /*
- * Fill the certificate part of @id from @cert (and the client-sent
- * intermediates @chain, may be NULL); session fields are set to "".
- * @verify_result is what SSL_get_verify_result() would give.
- * For unit tests and the http 495 path. Returns 0 or -errno.
+ * Fill @id from @cert (a reference is taken; may be NULL: no certificate) and
+ * the client-sent intermediates @chain (may be NULL; a leading copy of @cert
+ * is skipped; references are taken), lazily as identity_from_ssl(); session
+ * fields are set to "". @verify_result is what SSL_get_verify_result() would
+ * give. For unit tests and the http 495 path. Returns 0 or -errno.
  */
 int identity_from_x509(X509 *cert, STACK_OF(X509) * chain, long verify_result,
 		       struct gw_identity *id);
 
-/* Release all strings; leaves @id zeroed. Accepts a zeroed struct. */
+/*
+ * The string @which of @id, computed on first use and cached in @id; "" when
+ * there is no certificate. NULL only when out of memory (nothing is cached
+ * then, a later call tries again).
+ */
+const char *identity_str(struct gw_identity *id, enum gw_id_str which);
+
+static inline const char *identity_verify(struct gw_identity *id)
+{
+	return identity_str(id, GW_ID_VERIFY);
+}
+
+static inline const char *identity_s_dn(struct gw_identity *id)
+{
+	return identity_str(id, GW_ID_S_DN);
+}
+
+static inline const char *identity_cn(struct gw_identity *id)
+{
+	return identity_str(id, GW_ID_CN);
+}
+
+static inline const char *identity_sig_alg(struct gw_identity *id)
+{
+	return identity_str(id, GW_ID_SIG_ALG);
+}
+
+static inline const char *identity_key_alg(struct gw_identity *id)
+{
+	return identity_str(id, GW_ID_KEY_ALG);
+}
+
+/* SNI of the connection, "" when none (never NULL). */
+static inline const char *identity_server_name(const struct gw_identity *id)
+{
+	return id->server_name ? id->server_name : "";
+}
+
+/*
+ * The leaf certificate's DER (computed on first use, cached): *@der and
+ * *@len, or NULL and 0 without a certificate. Returns 0 or -ENOMEM.
+ */
+int identity_der(struct gw_identity *id, const unsigned char **der, size_t *len);
+
+/*
+ * Compute every lazy field now (the former eager identity: every string
+ * field non-NULL, der and not_after set). Returns 0 or -ENOMEM (what was
+ * computed stays cached, consistent).
+ */
+int identity_fill(struct gw_identity *id);
+
+/*
+ * Release the computed strings and the certificate references; leaves @id
+ * zeroed. Accepts a zeroed struct.
+ */
 void identity_clear(struct gw_identity *id);
 
 /*
@@ -171,7 +288,10 @@ int identity_var_lookup(const char *name, size_t len);
 /* The name of variable @var without '$'. (src/tmpl.c) */
 const char *identity_var_name(int var);
 
-/* Append the value of @var to @out. Returns 0 or -ENOMEM. */
+/*
+ * Append the value of @var to @out, computing (and caching in @ctx->id) the
+ * certificate field it needs. Returns 0 or -ENOMEM.
+ */
 int identity_var_render(const struct gw_var_ctx *ctx, int var, struct buf *out);
 
 /*

@@ -52,10 +52,11 @@
  *                       0x23 cipher, 0x24 sig alg, 0x25 key alg, 0x26 group,
  *                       0x27 sig scheme (each only when not empty), 0x28 DER
  *                       client cert (only when @with_cert and a cert exists).
+ * The certificate-derived values are computed in (and cached by) @id as needed.
  * Returns 0, -ENOMEM, or -E2BIG if it would exceed 65535 bytes after the
  * 16-byte fixed part; on error @out is left as it was.
  */
-int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, const struct gw_identity *id,
+int pp2_encode(const struct sockaddr *src, const struct sockaddr *dst, struct gw_identity *id,
 	       bool with_cert, struct buf *out);
 
 /*
