@@ -57,7 +57,7 @@ BIN       := $(OUT)/ktlsgw
 TESTBIN   := $(OUT)/run-tests
 
 .PHONY: all test unit-test integration-test demo deps clean format check-format vmtest bench
-all: build/ktlsgw build/ktlsgw-bench build/ktlsgw-bench-backend
+all: build/ktlsgw build/ktlsgw-bench build/ktlsgw-bench-backend build/ktlsgw-bench-sslfloor
 
 # The contract path: build/ktlsgw is the plain build.
 build/ktlsgw: $(BIN)
@@ -72,7 +72,11 @@ $(OUT)/ktlsgw-bench: $(OUT)/src/bench/bench.o $(OUT)/src/bench/util.o
 $(OUT)/ktlsgw-bench-backend: $(OUT)/src/bench/backend.o $(OUT)/src/bench/util.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(BENCH_LIBS) -o $@
-build/ktlsgw-bench build/ktlsgw-bench-backend: build/%: $(OUT)/%
+# what OpenSSL alone keeps per idle server connection (the floor under the idle RSS figures)
+$(OUT)/ktlsgw-bench-sslfloor: $(OUT)/src/bench/sslfloor.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(BENCH_LIBS) -o $@
+build/ktlsgw-bench build/ktlsgw-bench-backend build/ktlsgw-bench-sslfloor: build/%: $(OUT)/%
 	$(Q)$(if $(filter 1,$(SAN)),true,ln -sf default/$* $@)
 $(OUT)/src/bench/%.o: src/bench/%.c | $(OUT)/src/bench
 	$(call msg,CC,$@)

@@ -561,9 +561,28 @@ class Bench:
             if a.idle:
                 for name in proxies:
                     idle[name] = self.idle_rss(name, be, echo, term, a.idle)
+                meta["ssl_floor"] = self.ssl_floor(a.idle)
         finally:
             self.stop_all()
         return scen, proxies, results, idle, meta
+
+    def ssl_floor(self, n):
+        """What OpenSSL alone keeps per idle server SSL after an mTLS handshake (same certs,
+        TLS 1.3): the floor under every proxy's idle RSS figure."""
+        tool = os.path.join(self.bindir, "ktlsgw-bench-sslfloor")
+        env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=0")
+        try:
+            p = subprocess.run(["taskset", "-c", CPU_LOAD, tool, "--certs", self.certs, "-n",
+                                str(min(n, 5000)), "--json"], stdout=subprocess.PIPE,
+                               env=env, timeout=300, check=True)
+            r = json.loads(p.stdout.decode())
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            log("ssl floor: %s" % e)
+            return None
+        log("ssl floor: %d idle server SSL objects alone (%s): RSS %.2f KiB, heap %.2f KiB per "
+            "connection" % (r["connections"], r["openssl"], r["rss_kib_per_conn"],
+                            r["heap_kib_per_conn"]))
+        return r
 
     def idle_rss(self, name, be, echo, term, n):
         """RSS delta per idle mTLS connection: a fresh process, one warm-up connection,
@@ -735,6 +754,13 @@ def report(scen, proxies, results, idle, meta, out, cmd):
             row += " | **%s**" % ratio(m["ktlsgw"], m["haproxy"])
         row += " | | |"
         L.append(row)
+        fl = meta.get("ssl_floor")
+        if fl:
+            # the same for every proxy (one OpenSSL): the floor under the row above
+            cells = ["%.1f" % fl["rss_kib_per_conn"]] * len(proxies)
+            cells += [""] * ((has["ktlsgw"] and has["nginx"]) + (has["ktlsgw"] and has["haproxy"]))
+            L.append("| of which OpenSSL alone (an idle server SSL, nothing else: "
+                     "ktlsgw-bench-sslfloor) | KiB | " + " | ".join(cells) + " | | |")
     L.append("")
     L.append("The ratios are ktlsgw's median over the other's (higher is better, but for RSS). "
              "proxy CPU %% and spread (the highest over the lowest of the rounds) are given "
