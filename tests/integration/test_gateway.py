@@ -762,3 +762,41 @@ def t_pp2_v6():
                 check_eq((info["family"], info["transport"]), (2, 1), "TCP over IPv6")
                 check_eq((info["src"], info["sport"], info["dst"], info["dport"]),
                          ("::1", c.local_port(), "::1", p), "addresses")
+
+
+def s_client_get(port, path, sess_out=None, sess_in=None):
+    """openssl s_client (TLS 1.3, client-good) sends one GET; returns its -msg output."""
+    import subprocess
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3", "-msg",
+            "-servername", "localhost", "-cert", cert("client-good.crt"),
+            "-key", cert("client-good.key"), "-ign_eof"]
+    if sess_out:
+        argv += ["-sess_out", sess_out]
+    if sess_in:
+        argv += ["-sess_in", sess_in]
+    req = b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path.encode()
+    p = subprocess.run(argv, input=req, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20 * SLOW)
+    return p.stdout.decode("utf-8", "replace")
+
+
+@test("gw/tls13-one-session-ticket-resumes", timeout=60)
+def t_one_ticket():
+    """A TLS 1.3 handshake gets one NewSessionTicket (OpenSSL's default is two; each costs
+    a decode of the client certificate in OpenSSL 3.0), and it resumes: the resumed
+    connection is verified from the ticket and the backend gets the same identity."""
+    sess = os.path.join(TMPROOT, "one-ticket.sess")
+    with EchoBackend() as be, gw_http(be) as gw:
+        out = s_client_get(port_of(gw), "/t-full", sess_out=sess)
+        n = len(re.findall(r"<<< TLS 1.3, Handshake \[length [0-9a-f]+\], NewSessionTicket",
+                           out))
+        check_eq(n, 1, "NewSessionTickets in a full TLS 1.3 handshake")
+        check("HTTP/1.1 200" in out, "full handshake: no 200: %s" % out[-400:])
+        out = s_client_get(port_of(gw), "/t-resumed", sess_in=sess)
+        check("Reused, TLSv1.3" in out, "not resumed: %s" % out[-600:])
+        check("HTTP/1.1 200" in out, "resumed: no 200: %s" % out[-400:])
+        n = len(re.findall(r"<<< TLS 1.3, Handshake \[length [0-9a-f]+\], NewSessionTicket",
+                           out))
+        check_eq(n, 1, "NewSessionTickets in a resumed TLS 1.3 handshake")
+        for path in ("/t-full", "/t-resumed"):
+            check_identity(rec_for(be, path), "client-good", path)
