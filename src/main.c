@@ -4,6 +4,7 @@
  * (config -> validation -> TLS contexts -> sockets -> pid/daemon -> loop),
  * reload on SIGHUP. No relay logic lives here.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -154,6 +155,13 @@ static int print_version(void)
 	       f.io_uring ? (f.io_uring_splice ? " (splice)" : " (no splice)") : "");
 	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
 	       f.ktls ? "K (kTLS; the kernel encrypts and decrypts), " : "");
+	{
+		/* gperftools exports tc_version() when its malloc is the one linked in */
+		const char *(*tc)(int *, int *, const char **) =
+			(const char *(*)(int *, int *, const char **))dlsym(RTLD_DEFAULT, "tc_version");
+
+		printf("malloc: %s\n", tc ? tc(NULL, NULL, NULL) : "glibc");
+	}
 	return 0;
 }
 
