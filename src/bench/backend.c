@@ -72,6 +72,12 @@ struct be_conn {
 	size_t small_len, small_off;
 	/* raw echo: bytes waiting to go back */
 	size_t wpos;
+	/*
+	 * The last recv() returned less than it could take: the socket is empty. Linux
+	 * signals each arrival to an edge-triggered epoll, so the recv() that would only
+	 * say EAGAIN is skipped (a syscall per request on the CPU the load shares).
+	 */
+	bool drained;
 	char rbuf[RBUF_SIZE];
 };
 
@@ -452,6 +458,10 @@ static bool be_drive(struct be_conn *c, unsigned long *nresp)
 		}
 		if (c->rlen == RBUF_SIZE)
 			return false;
+		if (c->drained) {
+			c->drained = false;
+			return true;
+		}
 		r = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
 		if (r == 0) {
 			/* raw modes: the peer finished sending; half-close our side too */
@@ -461,6 +471,7 @@ static bool be_drive(struct be_conn *c, unsigned long *nresp)
 		}
 		if (r < 0)
 			return errno == EAGAIN;
+		c->drained = (size_t)r < RBUF_SIZE - c->rlen;
 		c->rlen += (size_t)r;
 	}
 }
@@ -522,6 +533,8 @@ static void *be_thread(void *arg)
 				}
 				continue;
 			}
+			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				c->drained = false; /* something arrived: read it */
 			if (!be_drive(c, &nresp))
 				be_close(ep, c);
 		}
