@@ -18,7 +18,7 @@ for a in "$@"; do
 done
 
 PKGS=(build-essential pkg-config libssl-dev openssl liburing-dev libbpf-dev bpftool
-	libgoogle-perftools-dev
+	libjemalloc-dev
 	clang llvm python3 nginx libnginx-mod-stream curl iproute2 procps
 	qemu-system-x86 busybox-static cpio kmod)
 if [ "$bench" = 1 ]; then

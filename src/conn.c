@@ -355,6 +355,34 @@ static void buf_trim(struct buf *b, size_t keep)
 		buf_free(b);
 }
 
+/* A drained send buffer past GW_SPARE_MIN goes to the worker's spares (or is freed). */
+static void buf_release(struct worker *w, struct buf *b)
+{
+	if (buf_avail(b) || b->cap <= GW_SPARE_MIN)
+		return;
+	if (w->nspare < GW_SPARE_BUFS) {
+		b->off = b->len = 0;
+		w->spare[w->nspare++] = *b;
+		memset(b, 0, sizeof(*b));
+		return;
+	}
+	buf_free(b);
+}
+
+/* An empty buffer without memory takes a spare, if there is one. */
+static struct buf *buf_prepare(struct worker *w, struct buf *b)
+{
+	if (!b->data && w->nspare)
+		*b = w->spare[--w->nspare];
+	return b;
+}
+
+void worker_spare_free(struct worker *w)
+{
+	while (w->nspare)
+		buf_free(&w->spare[--w->nspare]);
+}
+
 /*
  * Tier U: OpenSSL's BIO once the handshake is over. Reads hand OpenSSL the
  * bytes of the current receive (c->rin) after any partial record kept from
@@ -392,7 +420,8 @@ static int relay_bio_read(BIO *b, char *out, int outl)
 /* Where bytes for the client go now: behind whatever is waiting. */
 static struct buf *b2c_tail(struct conn *c)
 {
-	return c->csend_busy || buf_avail(&c->b2c_later) ? &c->b2c_later : &c->b2c;
+	return buf_prepare(c->w, c->csend_busy || buf_avail(&c->b2c_later) ? &c->b2c_later
+									 : &c->b2c);
 }
 
 static int relay_bio_write(BIO *b, const char *in, int inl)
@@ -675,8 +704,8 @@ static void client_flush(struct conn *c)
 	}
 	if (!buf_avail(&c->b2c)) {
 		/* nothing kept between responses beyond a small buffer */
-		buf_trim(&c->b2c, 4096);
-		buf_trim(&c->b2c_later, 4096);
+		buf_release(c->w, &c->b2c);
+		buf_release(c->w, &c->b2c_later);
 		if (c->tier_k && c->close_notify_due && !c->p2_fill) {
 			c->close_notify_due = false;
 			ktls_send_close_notify(c);

@@ -268,6 +268,7 @@ void worker_fini(struct worker *w)
 	io_uring_queue_exit(&w->ring); /* cancels and waits for anything left */
 	worker_rx_ring_exit(w);
 	conn_free_all(w);
+	worker_spare_free(w);
 	passthrough_free_all(w);
 	if (w->sigfd >= 0)
 		close(w->sigfd);

@@ -156,11 +156,17 @@ static int print_version(void)
 	printf("tiers: %sU (OpenSSL in userspace over io_uring)\n",
 	       f.ktls ? "K (kTLS; the kernel encrypts and decrypts), " : "");
 	{
-		/* gperftools exports tc_version() when its malloc is the one linked in */
-		const char *(*tc)(int *, int *, const char **) =
-			(const char *(*)(int *, int *, const char **))dlsym(RTLD_DEFAULT, "tc_version");
+		/* jemalloc exports mallctl() when it is the malloc linked in */
+		int (*ctl)(const char *, void *, size_t *, void *, size_t) =
+			(int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT,
+										"mallctl");
+		const char *ver = NULL;
+		size_t len = sizeof(ver);
 
-		printf("malloc: %s\n", tc ? tc(NULL, NULL, NULL) : "glibc");
+		if (ctl && ctl("version", &ver, &len, NULL, 0) == 0 && ver)
+			printf("malloc: jemalloc %s\n", ver);
+		else
+			printf("malloc: glibc\n");
 	}
 	return 0;
 }

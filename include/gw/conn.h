@@ -96,6 +96,8 @@ enum conn_state {
 #define GW_RX_BUF 32768
 #define GW_RX_BUFS 128
 #define GW_RX_BGID 1
+#define GW_SPARE_BUFS 16
+#define GW_SPARE_MIN 4096 /* smaller buffers stay with their connection */
 
 struct GW_OP_ALIGNED conn {
 	struct conn *prev, *next; /* worker's list */
@@ -182,6 +184,13 @@ struct worker {
 	char *rx_bufs;			    /* rx_nbufs x GW_RX_BUF */
 	unsigned int rx_nbufs;
 	unsigned long rx_nobufs;	    /* receives that found the ring empty */
+	/*
+	 * Send buffers given back by drained connections, for the next one that
+	 * needs a big one: no malloc/realloc/free cycle per response, whatever
+	 * the allocator (tcmalloc returned them to its page heap every time).
+	 */
+	struct buf spare[GW_SPARE_BUFS];
+	unsigned int nspare;
 	struct {
 		unsigned long tier_k;	       /* connections relayed on tier K */
 		unsigned long tier_u_fallback; /* kTLS wanted (auto) but tier U used */
@@ -211,6 +220,9 @@ void access_log_line(struct worker *w, const char *path, const char *peer, const
  * and the reason logged (worker_connections reached, out of memory).
  */
 void *worker_admit(struct worker *w, int fd, size_t size);
+
+/* Free the spare send buffers of @w. */
+void worker_spare_free(struct worker *w);
 
 /* Set up the receive buffer ring of @w (none where the kernel refuses it). */
 void worker_rx_ring_init(struct worker *w);

@@ -240,14 +240,14 @@ def t_version():
     # a registered "tls" ULP must be seen; without it the probe may still autoload the module
     check(not have or ktls.startswith("ktls: yes"),
           "-V says %r while tcp_available_ulp lists tls" % ktls)
-    # the allocator the binary runs with: tcmalloc when it is linked in (the plain build
-    # links it where libtcmalloc_minimal is installed, install-deps.sh installs it)
+    # the allocator the binary runs with: jemalloc when it is linked in (the plain build
+    # links it where libjemalloc is installed, install-deps.sh installs it)
     mal = [ln for ln in out.splitlines() if ln.startswith("malloc: ")]
     check(len(mal) == 1, "-V lacks the malloc line: %r" % out)
-    linked = b"libtcmalloc_minimal" in subprocess.run(["ldd", GW_BIN], stdout=subprocess.PIPE,
-                                                       timeout=10).stdout
-    check_eq(mal[0].startswith("malloc: gperftools"), linked,
-             "-V %r vs tcmalloc linked (ldd)" % mal[0])
+    linked = b"libjemalloc" in subprocess.run(["ldd", GW_BIN], stdout=subprocess.PIPE,
+                                               timeout=10).stdout
+    check_eq(mal[0].startswith("malloc: jemalloc "), linked,
+             "-V %r vs jemalloc linked (ldd)" % mal[0])
 
 
 @test("gw/access-log", timeout=60)
