@@ -230,6 +230,15 @@ static void dispatch(struct worker *w)
 					arm_accept(&w->listeners[i]);
 				}
 			}
+			if (gw_now_ms() >= w->next_expire_ms) {
+				time_t now = time(NULL);
+
+				w->next_expire_ms = gw_now_ms() + GW_SESS_EXPIRE_S * 1000;
+				for (size_t i = 0; i < w->nlisteners; i++)
+					for (size_t j = 0; j < w->listeners[i].ngroup; j++)
+						tls_srv_expire_sessions(w->listeners[i].group[j],
+									now);
+			}
 			if (w->draining && gw_now_ms() > w->drain_deadline_ms) {
 				pr_warn("drain timeout: closing %lu connection(s)", w->nconns);
 				w->stop = true;

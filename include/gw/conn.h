@@ -198,6 +198,7 @@ struct worker {
 	} stats;
 	bool fallback_logged;
 	bool reload;
+	uint64_t next_expire_ms; /* the next sweep of expired TLS sessions */
 };
 
 uint64_t gw_now_ms(void);

@@ -11,6 +11,7 @@
 #ifndef GW_TLS_H
 #define GW_TLS_H
 
+#include <time.h>
 #include <openssl/ssl.h>
 #include "gw/config.h"
 
@@ -52,6 +53,10 @@ bool tls_name_normalize(const char *name, size_t len, char *host, size_t size);
  * New server-side SSL on the connected socket @fd (non-blocking), in accept
  * state, with per-connection verification state attached. NULL on ENOMEM.
  */
+/* Drop the expired sessions of @t's cache (the worker's tick, every GW_SESS_EXPIRE_S). */
+#define GW_SESS_EXPIRE_S 10
+void tls_srv_expire_sessions(struct tls_srv *t, time_t now);
+
 SSL *tls_ssl_new(struct tls_srv *t, int fd);
 
 /* The server{} chosen for @ssl (after SNI, the default before). */

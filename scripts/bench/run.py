@@ -9,7 +9,9 @@ Equivalent configurations (the same for all three where each can):
   ECDSA P-256 server certificate (server.crt), client certificates verified against
   ca-root.pem (verify required), TLS 1.2 + 1.3 with the cipher, group and version forced by
   the client (TLS_AES_256_GCM_SHA384 / ECDHE-ECDSA-AES256-GCM-SHA384, X25519 key exchange;
-  P-256 offered too: TLS 1.2 needs the ECDSA certificate's curve in the client's list), session
+  P-256 offered too: TLS 1.2 needs the ECDSA certificate's curve in the client's list), the
+  same groups on every server (X25519, P-256: HAProxy's default is P-256 alone, which made
+  TLS 1.3 clients retry and TLS 1.2 use another curve; the table names the group), session
   cache + tickets, identity headers (X-SSL-Client-Verify, X-SSL-Client-S-DN and the client
   certificate: nginx/ktlsgw $ssl_client_escaped_cert, HAProxy ssl_c_der,base64), upstream
   keep-alive, no access log, error log at "error", no request or response spooling to disk.
@@ -176,6 +178,7 @@ def conf_ktlsgw(c, ports, be, echo, term, ktls, pt):
         ssl_client_certificate {C}/ca-root.pem;
         ssl_verify_client on;
         ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519:prime256v1;
         ssl_session_cache shared:BENCH:10m;
         ssl_ktls {K};""".format(C=c, K=ktls)
     ptline = "ssl_passthrough %s 127.0.0.1:%d;" % (PT_SNI, term) if pt else ""
@@ -223,6 +226,7 @@ def conf_nginx(c, ports, be, echo, term):
         ssl_client_certificate {C}/ca-root.pem;
         ssl_verify_client on;
         ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519:prime256v1;
         ssl_session_cache shared:BENCH_@Z@:10m;""".format(C=c)
     temps = "".join("    %s_temp_path %s/%s;\n" % (t, d, t)
                     for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -287,7 +291,8 @@ stream {{
 
 def conf_haproxy(c, ports, be, echo, term):
     bind = ("ssl crt {D}/server.pem ca-file {C}/ca-root.pem verify required "
-            "ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3").format(D=ports["dir"], C=c)
+            "ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 curves X25519:P-256").format(
+                D=ports["dir"], C=c)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     # HAProxy sizes its descriptors as 2 x maxconn; an idle client connection has no server
     # side, so a maxconn near the descriptor limit (no strict-limits) still takes them all.
@@ -545,7 +550,7 @@ class Bench:
                             "per_cpu_s": units / cpu if cpu >= 0.02 * wall else None,
                             "p50_us": r["latency_us"]["p50"],
                             "p99_us": r["latency_us"]["p99"], "cipher": r["cipher"],
-                            "tls": r["tls_version"], "resumed": r["resumed"],
+                            "group": r.get("group", ""), "tls": r["tls_version"], "resumed": r["resumed"],
                             "handshakes": r["handshakes"]})
                         log("[%3d/%d] round %d %-11s %-8s %10.1f %-5s proxy %3.0f%% CPU; "
                             "busy: CPU%s %3.0f%% CPU%s %3.0f%%%s" % (
@@ -793,7 +798,7 @@ def report(scen, proxies, results, idle, meta, out, cmd):
     for s in scen:
         for p in proxies:
             for x in results[s[0]][p]:
-                ciphers.add("%s %s" % (x["tls"], x["cipher"]))
+                ciphers.add("%s %s %s" % (x["tls"], x["cipher"], x.get("group", "")))
     L.append("Negotiated: %s. Versions: %s." % (
         ", ".join(sorted(ciphers)), "; ".join("%s" % v for v in meta["versions"].values())))
     L.append("")

@@ -109,7 +109,7 @@ struct bench_thread {
 	/* written by this thread, read by the main thread (relaxed atomics) */
 	uint64_t ok, handshakes, resumed, bytes_rx, bytes_tx;
 	uint64_t errs[E_NR];
-	const char *proto, *cipher;
+	const char *proto, *cipher, *group;
 	struct bench_hist hist;
 	bool finished;
 };
@@ -411,8 +411,12 @@ static void handshake_done(struct bench_conn *c)
 	if (opt.mode != M_HANDSHAKE)
 		c->t_start = now_ns();
 	if (!t->proto) {
+		int g = SSL_get_negotiated_group(c->ssl);
+
 		t->proto = SSL_get_version(c->ssl);
 		t->cipher = SSL_get_cipher_name(c->ssl);
+		/* the key exchange group (names live as long as the SSL_CTX: the whole run) */
+		t->group = g > 0 ? SSL_group_to_name(c->ssl, g) : NULL;
 	}
 	begin_request(c);
 }
@@ -770,7 +774,7 @@ static void report(struct bench_thread **th, long n, double secs)
 {
 	struct bench_hist *h = malloc(sizeof(*h));
 	struct totals s;
-	const char *proto = NULL, *cipher = NULL;
+	const char *proto = NULL, *cipher = NULL, *group = NULL;
 	double us[7];
 	static const double qs[] = {0.5, 0.9, 0.99, 0.999};
 
@@ -785,6 +789,7 @@ static void report(struct bench_thread **th, long n, double secs)
 		if (!proto && th[i]->proto) {
 			proto = th[i]->proto;
 			cipher = th[i]->cipher;
+			group = th[i]->group;
 		}
 	}
 	for (int i = 0; i < 4; i++)
@@ -796,9 +801,10 @@ static void report(struct bench_thread **th, long n, double secs)
 		secs = 1e-9;
 	if (opt.json) {
 		printf("{\"mode\":\"%s\",\"target\":\"%s\",\"threads\":%ld,\"connections\":%ld,"
-		       "\"tls_version\":\"%s\",\"cipher\":\"%s\",\"resume\":%s,",
+		       "\"tls_version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\","
+		       "\"resume\":%s,",
 		       mode_name(), opt.target, opt.threads, opt.conns, proto ? proto : "",
-		       cipher ? cipher : "", opt.resume ? "true" : "false");
+		       cipher ? cipher : "", group ? group : "", opt.resume ? "true" : "false");
 		if (opt.mode == M_BULK)
 			printf("\"%s\":%llu,", opt.has_upload ? "upload" : "download",
 			       (unsigned long long)(opt.has_upload ? opt.upload : opt.download));
@@ -824,9 +830,10 @@ static void report(struct bench_thread **th, long n, double secs)
 			       (unsigned long long)s.errs[k]);
 		printf("}}\n");
 	} else {
-		printf("%s %s: %ld threads, %ld connections, %s %s%s, %.2f s\n", mode_name(),
+		printf("%s %s: %ld threads, %ld connections, %s %s %s%s, %.2f s\n", mode_name(),
 		       opt.target, opt.threads, opt.conns, proto ? proto : "-",
-		       cipher ? cipher : "-", opt.resume ? " (resume)" : "", secs);
+		       cipher ? cipher : "-", group ? group : "-", opt.resume ? " (resume)" : "",
+		       secs);
 		printf("  requests   %12llu  %12.1f /s\n", (unsigned long long)s.ok,
 		       (double)s.ok / secs);
 		printf("  handshakes %12llu  %12.1f /s  (%llu resumed)\n",

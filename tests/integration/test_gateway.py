@@ -800,3 +800,35 @@ def t_one_ticket():
         check_eq(n, 1, "NewSessionTickets in a resumed TLS 1.3 handshake")
         for path in ("/t-full", "/t-resumed"):
             check_identity(rec_for(be, path), "client-good", path)
+
+
+@test("gw/tls12-session-cache-expiry", timeout=60)
+def t_session_expiry():
+    """TLS 1.2 session-id resumption from the server's cache (tickets off): a session resumes
+    within ssl_session_timeout and not after it (the cache is swept by the worker's tick, not
+    by OpenSSL's auto-clear inside handshakes)."""
+    import subprocess
+    sess = os.path.join(TMPROOT, "tls12-cache.sess")
+
+    def get(path, sess_out=None, sess_in=None):
+        argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port_of(gw), "-tls1_2",
+                "-servername", "localhost", "-cert", cert("client-good.crt"),
+                "-key", cert("client-good.key"), "-ign_eof", "-no_ticket"]
+        argv += ["-sess_out", sess_out] if sess_out else ["-sess_in", sess_in]
+        req = b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % (
+            path.encode())
+        return subprocess.run(argv, input=req, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=20 * SLOW).stdout.decode("utf-8", "replace")
+    with EchoBackend() as be, gw_http(be, extra="ssl_session_cache shared:T12:1m; "
+                                      "ssl_session_tickets off; ssl_session_timeout 2s;") as gw:
+        out = get("/s-new", sess_out=sess)
+        check("New, TLSv1.2" in out and "HTTP/1.1 200" in out, "first: %s" % out[-500:])
+        out = get("/s-again", sess_in=sess)
+        check("Reused, TLSv1.2" in out and "HTTP/1.1 200" in out,
+              "within the timeout: not resumed: %s" % out[-500:])
+        time.sleep(3.5)
+        out = get("/s-late", sess_in=sess)
+        check("New, TLSv1.2" in out and "HTTP/1.1 200" in out,
+              "after the timeout: resumed or failed: %s" % out[-500:])
+        for path in ("/s-new", "/s-again", "/s-late"):
+            check_identity(rec_for(be, path), "client-good", path)
