@@ -914,8 +914,34 @@ void test_tls_ctx_settings(void)
 		return;
 	ctx = tls_srv_ctx(srv);
 	ASSERT_TRUE(SSL_CTX_get_options(ctx) & SSL_OP_NO_TICKET, "no tickets");
-	ASSERT_EQ(SSL_CTX_get_session_cache_mode(ctx), SSL_SESS_CACHE_SERVER, "cache mode");
+	/* no auto-clear: the worker's tick expires sessions (tls_srv_expire_sessions) */
+	ASSERT_EQ(SSL_CTX_get_session_cache_mode(ctx),
+		  SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR, "cache mode");
 	ASSERT_EQ(SSL_CTX_get_timeout(ctx), 300, "timeout");
+	ASSERT_EQ(SSL_CTX_get_num_tickets(ctx), 1, "one TLS 1.3 ticket");
+	{
+		/* a session past its timeout leaves the cache at the sweep, a fresh one stays */
+		SSL_SESSION *old = SSL_SESSION_new(), *fresh = SSL_SESSION_new();
+		unsigned char id1[32] = {1}, id2[32] = {2};
+		time_t now = time(NULL);
+
+		ASSERT_TRUE(old && fresh, "SSL_SESSION_new");
+		if (old && fresh) {
+			SSL_SESSION_set1_id(old, id1, sizeof(id1));
+			SSL_SESSION_set1_id(fresh, id2, sizeof(id2));
+			SSL_SESSION_set_time(old, now - 100);
+			SSL_SESSION_set_timeout(old, 10);
+			SSL_SESSION_set_time(fresh, now);
+			SSL_SESSION_set_timeout(fresh, 300);
+			ASSERT_TRUE(SSL_CTX_add_session(ctx, old), "add old");
+			ASSERT_TRUE(SSL_CTX_add_session(ctx, fresh), "add fresh");
+			ASSERT_EQ(SSL_CTX_sess_number(ctx), 2, "two cached");
+			tls_srv_expire_sessions(srv, now);
+			ASSERT_EQ(SSL_CTX_sess_number(ctx), 1, "the expired one swept");
+		}
+		SSL_SESSION_free(old);
+		SSL_SESSION_free(fresh);
+	}
 	ASSERT_FALSE(SSL_CTX_get_read_ahead(ctx), "no read-ahead");
 	ASSERT_EQ(SSL_CTX_get_mode(ctx) &
 			  (SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
