@@ -43,6 +43,8 @@
 static void conn_step(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void ktls_send_close_notify(struct conn *c);
+static void backend_connect(struct conn *c);
+static void conn_finish(struct conn *c, const char *reason);
 
 _Static_assert(sizeof(struct conn) % 16 == 0 && _Alignof(struct conn) >= 16,
 	       "conn pointers carry the op kind in their low bits");
@@ -730,8 +732,20 @@ static void backend_flush(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->bsend_busy || c->state == CS_CLOSING || c->bfd < 0)
+	if (c->bsend_busy || c->state == CS_CLOSING)
 		return;
+	if (c->bfd < 0) {
+		/* http: no backend before the first request (as nginx) */
+		if (c->state != CS_RELAY)
+			return; /* connecting */
+		if (buf_avail(&c->c2b))
+			backend_connect(c);
+		else if (c->client_eof)
+			conn_finish(c, "client closed");
+		else
+			client_recv(c);
+		return;
+	}
 	if (!buf_avail(&c->c2b)) {
 		if (c->client_eof && !c->backend_shut && c->state == CS_RELAY) {
 			/* the client finished sending: pass the half-close on */
@@ -1497,16 +1511,10 @@ static void on_connect(struct conn *c, int res)
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "connect() to backend %s failed (%d: %s) for client %s",
 			 c->srv->proxy_pass, -res, strerror(-res), c->peer_text);
-		if (c->srv->mode == GW_MODE_HTTP) {
-			/* as nginx: 502 once the request has arrived */
-			c->state = CS_REJECT;
-			c->reject_status = 502;
-			c->close_reason = "backend connect failed";
-			touch(c);
-			client_recv(c);
-		} else {
+		if (c->srv->mode == GW_MODE_HTTP) /* the request has arrived: as nginx */
+			conn_answer_error(c, 502, "backend connect failed");
+		else
 			conn_finish(c, "backend connect failed");
-		}
 		return;
 	}
 	conn_log(c, GW_LOG_DEBUG, "backend %s connected", c->srv->proxy_pass);
@@ -1521,7 +1529,10 @@ static void backend_connect(struct conn *c)
 	c->bfd = socket(s->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
 		conn_log(c, GW_LOG_ERR, "backend socket: %s", strerror(errno));
-		conn_finish(c, "backend socket failed");
+		if (s->mode == GW_MODE_HTTP)
+			conn_answer_error(c, 502, "backend socket failed");
+		else
+			conn_finish(c, "backend socket failed");
 		return;
 	}
 	int one = 1;
@@ -1670,6 +1681,14 @@ static void handshake_done(struct conn *c)
 		c->close_reason = "no proxy_pass in this server";
 		touch(c);
 		client_recv(c);
+		return;
+	}
+	if (c->srv->mode == GW_MODE_HTTP) {
+		/*
+		 * As nginx: the backend is connected once a request has arrived
+		 * (backend_flush), so an idle client holds no backend socket.
+		 */
+		relay_start(c);
 		return;
 	}
 	backend_connect(c);

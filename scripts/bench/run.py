@@ -895,9 +895,9 @@ def main():
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
-    # ktlsgw connects each client to the backend once verified: 2 descriptors per idle one
-    if 2 * a.idle + 500 > soft:
-        n = (soft - 500) // 2
+    # one descriptor per idle client in each proxy (none connects a backend before a request)
+    if a.idle + 500 > soft:
+        n = soft - 500
         log("open files limit %d (cannot be raised here): %d idle connections instead of %d"
             % (soft, n, a.idle))
         a.idle = n
