@@ -206,6 +206,14 @@ static void conn_free(struct conn *c)
 		if (c->p2[i] >= 0)
 			close(c->p2[i]);
 	}
+	if (c->ssl && SSL_is_init_finished(c->ssl))
+		/*
+		 * SSL_free() drops the session from the cache unless OpenSSL saw a
+		 * shutdown: tier K sends its close_notify through the kernel and an
+		 * idle timeout sends none, so mark it, as nginx does on its
+		 * timeouts and errors (a fatal alert removed the session already).
+		 */
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	SSL_free(c->ssl);
 	identity_clear(&c->ident);
 	http_parser_free(&c->hp);
