@@ -301,3 +301,49 @@ def t_refused():
         # nothing listening
         r, _ = bench("rps", free_port(), "-t", "1", "-c", "2", "-n", "4", want_rc=1)
         check_json(r, "rps", 0, {"connect": 4})
+
+
+def gateway_env(be_port, env):
+    """gateway() with @env added to ktlsgw's environment."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return gateway(be_port)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@test("bench/rx-ring: a 2-buffer receive ring and no ring, bodies checked", timeout=180)
+def t_rx_ring():
+    """Receive buffers: with a ring of 2 (KTLSGW_RX_RING=2), 16 connections moving 1 MiB
+    bodies both ways make receives find the ring empty and retry: every byte still
+    arrives, in order, and the exit line counts the retries. Without the ring
+    (KTLSGW_RX_RING=off) each connection allocates its own: the same checks."""
+    need_bench()
+    be = Backend()
+    try:
+        for env, label in (({"KTLSGW_RX_RING": "2"}, "ring of 2"),
+                           ({"KTLSGW_RX_RING": "off"}, "no ring")):
+            gw = gateway_env(be.port, env)
+            p = gw.ports["P0"]
+            r, _ = bench("bulk", p, "-t", "2", "-c", "16", "-n", "64", "--download", "1m",
+                         "--check-body")
+            check_eq((r["requests"], r["errors_total"]), (64, 0), label + ": downloads")
+            r, _ = bench("bulk", p, "-t", "2", "-c", "16", "-n", "64", "--upload", "1m")
+            check_eq((r["requests"], r["errors_total"]), (64, 0), label + ": uploads")
+            gw.stop()
+            log = gw.logtext()
+            m = re.search(r"(\d+) receive\(s\) retried for a ring buffer", log)
+            check(m is not None, "%s: no exit line: %s" % (label, log[-800:]))
+            if label == "ring of 2":
+                check(int(m.group(1)) > 0, "ring of 2: no receive ever waited: %s" % m.group(0))
+            else:
+                check("per-connection receive buffers" in log,
+                      "no ring: not said in the log: %s" % log[-800:])
+                check_eq(int(m.group(1)), 0, "no ring: retries")
+    finally:
+        be.close()

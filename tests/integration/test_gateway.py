@@ -879,3 +879,43 @@ def t_lazy_backend():
         check_eq(nfd() - base, 2, "sockets left: one client and its backend")
         idle[0].close()
         check_identity(rec_for(be, "/first"), "client-good", "/first")
+
+
+@test("gw/idle-connection-memory", timeout=180)
+def t_idle_memory():
+    """An idle verified connection costs the gateway little memory: OpenSSL's own state
+    (21 KiB for a TLS 1.3 server SSL, ktlsgw-bench-sslfloor) plus ktlsgw's ~2 KiB; no
+    receive buffer, no send buffer, no backend socket, no identity strings until a request
+    needs them. RSS growth over 300 idle connections must stay under 34 KiB each (it was
+    70 KiB with per-connection 16 KiB buffers and eager identity)."""
+    from lib import Skip
+    if SLOW > 1:
+        raise Skip("sanitizer build: its allocator's memory is not the gateway's")
+    with EchoBackend() as be, gw_http(be) as gw:
+        pid = gw.proc.pid
+
+        def rss():
+            with open("/proc/%d/status" % pid) as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        return int(ln.split()[1])
+            return 0
+        warm = TlsConn(port_of(gw), "client-good")
+        warm.handshake()
+        rd = _TlsReader(warm)
+        warm.send(http_get("/warm"))
+        check_eq(read_response(warm, rd).status, 200, "warm-up request")
+        time.sleep(0.3)
+        base = rss()
+        conns = []
+        for _ in range(300):
+            c = TlsConn(port_of(gw), "client-good")
+            c.handshake()
+            conns.append(c)
+        time.sleep(0.5)
+        per = (rss() - base) / 300.0
+        print("      RSS per idle verified connection: %.1f KiB" % per, flush=True)
+        check(per < 34, "RSS per idle connection %.1f KiB >= 34" % per)
+        for c in conns:
+            c.close()
+        warm.close()
