@@ -643,8 +643,13 @@ static void client_recv(struct conn *c)
 			splice_op(c, c->cfd, c->p1[1], len, POLLIN, OP_SPLICE_C_IN);
 		} else {
 			/* request heads are rewritten: read them, decrypted by the kernel */
+			if (!c->w->rx_ring && !c->crx && !(c->crx = malloc(GW_RX_BUF))) {
+				conn_abort(c, "out of memory");
+				return;
+			}
 			memset(&c->cmsg, 0, sizeof(c->cmsg));
-			c->iov.iov_base = c->crx; /* allocated when tier K was chosen */
+			/* with the ring, io_uring picks the buffer when a record is there */
+			c->iov.iov_base = c->w->rx_ring ? NULL : c->crx;
 			c->iov.iov_len = GW_RX_BUF;
 			c->msg.msg_iov = &c->iov;
 			c->msg.msg_iovlen = 1;
@@ -659,6 +664,10 @@ static void client_recv(struct conn *c)
 			link_poll(c, c->cfd, POLLIN);
 			sqe = conn_sqe(c, OP_RECV_CLIENT);
 			io_uring_prep_recvmsg(sqe, c->cfd, &c->msg, 0);
+			if (c->w->rx_ring) {
+				sqe->flags |= IOSQE_BUFFER_SELECT;
+				sqe->buf_group = GW_RX_BGID;
+			}
 		}
 		c->crx_busy = true;
 		return;
@@ -1093,16 +1102,16 @@ static unsigned char ktls_record_type(struct msghdr *msg)
 }
 
 /* Tier K: plaintext (or a control record) read with recvmsg into crx. */
-static void ktls_client_input(struct conn *c, int res)
+static void ktls_client_input(struct conn *c, int res, const char *data)
 {
 	unsigned char type = ktls_record_type(&c->msg);
 	int err;
 
 	if (type != 23) {
-		if (ktls_control(c, type, (unsigned char *)c->crx, (size_t)res))
+		if (ktls_control(c, type, (const unsigned char *)data, (size_t)res))
 			return;
 	} else {
-		err = client_plain(c, c->crx, (size_t)res);
+		err = client_plain(c, data, (size_t)res);
 		if (err == -ECANCELED)
 			return;
 		if (err) {
@@ -1151,7 +1160,7 @@ static void on_client_recv(struct conn *c, int res, const char *data)
 		return;
 	}
 	if (c->tier_k) {
-		ktls_client_input(c, res);
+		ktls_client_input(c, res, data);
 		return;
 	}
 	c->rin = data;
@@ -1328,8 +1337,8 @@ static void on_splice_c_in(struct conn *c, int res)
 	}
 	if (res == -EINVAL) {
 		/* the next record is not application data: read it with its type */
-		char ctrl[CMSG_SPACE(1)];
-		struct iovec iov = { .iov_base = c->crx, .iov_len = GW_RX_BUF };
+		char ctrl[CMSG_SPACE(1)], tmp[GW_IO_BUF];
+		struct iovec iov = { .iov_base = tmp, .iov_len = sizeof(tmp) };
 		struct msghdr msg = {
 			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
 			.msg_controllen = sizeof(ctrl),
@@ -1349,7 +1358,7 @@ static void on_splice_c_in(struct conn *c, int res)
 
 		if (type == 23) {
 			/* data after all (a race with the splice): through the copy path */
-			int err = client_plain(c, c->crx, (size_t)n);
+			int err = client_plain(c, tmp, (size_t)n);
 
 			if (err == -ECANCELED)
 				return;
@@ -1357,7 +1366,7 @@ static void on_splice_c_in(struct conn *c, int res)
 				conn_abort(c, "out of memory");
 				return;
 			}
-		} else if (ktls_control(c, type, (unsigned char *)c->crx, (size_t)n)) {
+		} else if (ktls_control(c, type, (unsigned char *)tmp, (size_t)n)) {
 			return;
 		}
 		backend_flush(c);
@@ -1601,11 +1610,6 @@ static int choose_tier(struct conn *c)
 		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
-		c->crx = malloc(GW_RX_BUF); /* recvmsg of request heads and control records */
-		if (!c->crx) {
-			conn_abort(c, "out of memory");
-			return -ECANCELED;
-		}
 		if (ktls_splice && (make_pipe(c->p1) || make_pipe(c->p2))) {
 			conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
 			conn_abort(c, "no pipe for the splice relay");
