@@ -247,11 +247,12 @@ static void check_against_cli(const char *name, struct gw_identity *id)
 	ASSERT_TRUE(id->not_after != (time_t)-1, "not_after parsed");
 }
 
-static int from_file(const char *name, struct gw_identity *id)
+/* An identity from NAME.crt and the intermediates NAME.chain.crt sends, not filled. */
+static int lazy_from_file(const char *name, long verify, struct gw_identity *id)
 {
 	char file[256];
-	X509 *x;
 	STACK_OF(X509) * chain;
+	X509 *x;
 	int ret;
 
 	snprintf(file, sizeof(file), "%s.crt", name);
@@ -259,12 +260,17 @@ static int from_file(const char *name, struct gw_identity *id)
 	if (!x)
 		return -ENOENT;
 	chain = load_intermediates(name);
-	ret = identity_from_x509(x, chain, X509_V_OK, id);
-	/* every field computed, as the eager identity had them: read directly below */
-	ret = ret ?: identity_fill(id);
+	ret = identity_from_x509(x, chain, verify, id);
+	/* the identity holds its own references */
 	sk_X509_pop_free(chain, X509_free);
 	X509_free(x);
 	return ret;
+}
+
+static int from_file(const char *name, struct gw_identity *id)
+{
+	/* every field computed, as the eager identity had them: read directly below */
+	return lazy_from_file(name, X509_V_OK, id) ?: identity_fill(id);
 }
 
 void test_identity_client_good(void)
@@ -880,26 +886,6 @@ static int field_of_var(int var)
 		if (map[i][0] == var)
 			return map[i][1];
 	return -1;
-}
-
-/* An identity from NAME.crt and the intermediates NAME.chain.crt sends, not filled. */
-static int lazy_from_file(const char *name, long verify, struct gw_identity *id)
-{
-	char file[256];
-	STACK_OF(X509) * chain;
-	X509 *x;
-	int ret;
-
-	snprintf(file, sizeof(file), "%s.crt", name);
-	x = load_cert(file);
-	if (!x)
-		return -ENOENT;
-	chain = load_intermediates(name);
-	ret = identity_from_x509(x, chain, verify, id);
-	/* the identity holds its own references */
-	sk_X509_pop_free(chain, X509_free);
-	X509_free(x);
-	return ret;
 }
 
 static const char *const lazy_certs[] = {

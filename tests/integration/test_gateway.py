@@ -835,6 +835,16 @@ def t_session_expiry():
             check_identity(rec_for(be, path), "client-good", path)
 
 
+def open_verified(port, n):
+    """@n verified TLS connections (client-good) that have sent nothing."""
+    conns = []
+    for _ in range(n):
+        c = TlsConn(port, "client-good")
+        c.handshake()
+        conns.append(c)
+    return conns
+
+
 @test("gw/http/backend-connected-on-first-request", timeout=60)
 def t_lazy_backend():
     """http mode connects the backend when the first request has arrived (as nginx): a
@@ -854,11 +864,7 @@ def t_lazy_backend():
         pid = gw.proc.pid
         nfd = nsock
         base = nfd()
-        idle = []
-        for _ in range(20):
-            c = TlsConn(port_of(gw), "client-good")
-            c.handshake()
-            idle.append(c)
+        idle = open_verified(port_of(gw), 20)
         time.sleep(0.3)
         check_eq(nfd() - base, 20, "sockets for 20 idle verified clients")
         check_eq(be.accepts, 0, "backend connections for idle clients")
@@ -908,11 +914,7 @@ def t_idle_memory():
         check_eq(read_response(warm, rd).status, 200, "warm-up request")
         time.sleep(0.3)
         base = rss()
-        conns = []
-        for _ in range(300):
-            c = TlsConn(port_of(gw), "client-good")
-            c.handshake()
-            conns.append(c)
+        conns = open_verified(port_of(gw), 300)
         time.sleep(0.5)
         per = (rss() - base) / 300.0
         print("      RSS per idle verified connection: %.1f KiB" % per, flush=True)
