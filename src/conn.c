@@ -1523,8 +1523,8 @@ static void relay_start(struct conn *c)
 
 static void on_connect(struct conn *c, int res)
 {
-	if (c->state == CS_CLOSING)
-		return;
+	if (c->state == CS_CLOSING || c->finish_after_flush)
+		return; /* closing, or answered already (504 after the connect timeout) */
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "connect() to backend %s failed (%d: %s) for client %s",
 			 c->srv->proxy_pass, -res, strerror(-res), c->peer_text);
@@ -1822,7 +1822,10 @@ void conn_sweep(struct worker *w, uint64_t now)
 		case CS_CONNECTING:
 			conn_log(c, GW_LOG_ERR, "connect() to backend %s timed out for client %s",
 				 c->srv->proxy_pass, c->peer_text);
-			conn_abort(c, "backend connect timed out");
+			if (c->srv->mode == GW_MODE_HTTP) /* the request has arrived: as nginx */
+				conn_answer_error(c, 504, "backend connect timed out");
+			else
+				conn_abort(c, "backend connect timed out");
 			break;
 		default:
 			conn_log(c, GW_LOG_INFO, "idle timeout");

@@ -922,3 +922,38 @@ def t_idle_memory():
         for c in conns:
             c.close()
         warm.close()
+
+
+@test("gw/http/backend-connect-timeout-504", timeout=60)
+def t_connect_timeout():
+    """A backend that never completes the TCP handshake (its accept queue is full, so the
+    kernel drops the SYNs): after proxy_connect_timeout the request gets nginx's 504, the
+    reason is logged, and the gateway serves on."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):  # fill the accept queue; later SYNs are dropped
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", lst.getsockname()[1]))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        time.sleep(0.2)
+        with EchoBackend() as be, gw_http(be, bport=lst.getsockname()[1],
+                                          extra="proxy_connect_timeout 1s;") as gw:
+            t0 = time.monotonic()
+            a = attempt(port_of(gw), "client-good", path="/slow-connect")
+            took = time.monotonic() - t0
+            check(a.resp is not None and a.resp.status == 504,
+                  "backend connect timeout: %r" % a)
+            check(0.8 <= took < 8, "answered after %.1f s (proxy_connect_timeout 1s)" % took)
+            check("timed out" in gw.logtext(), "log: %s" % gw.logtext()[-600:])
+            check(gw.alive(), "ktlsgw died")
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
