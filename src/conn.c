@@ -131,19 +131,18 @@ static void access_log_write(struct conn *c)
 	/*
 	 * One line per connection (ktlsgw relays, it does not parse responses):
 	 * remote address, time, TLS, verification, subject, requests, bytes, tier.
+	 * The identity is computed only for a line that is written.
 	 */
-	access_log_line(c->w, c->srv ? c->srv->access_log : NULL, c->peer_text,
+	const char *path = c->srv ? c->srv->access_log : NULL;
+	bool id = path && c->ident.protocol;
+
+	access_log_line(c->w, path, c->peer_text,
 		       "\"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
 		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"",
 		       c->ident.protocol ? c->ident.protocol : "-",
 		       c->ident.cipher ? c->ident.cipher : "-",
-		       /* computed only for a line that is written (an access_log) */
-		       c->ident.protocol && c->srv && c->srv->access_log
-			       ? identity_verify(&c->ident) ?: "-"
-			       : "-",
-		       c->ident.protocol && c->srv && c->srv->access_log
-			       ? identity_s_dn(&c->ident) ?: ""
-			       : "",
+		       id ? identity_verify(&c->ident) ?: "-" : "-",
+		       id ? identity_s_dn(&c->ident) ?: "" : "",
 		       c->ident.server_name ? c->ident.server_name : "",
 		       c->hp.requests, (unsigned long long)c->bytes_up,
 		       (unsigned long long)c->bytes_down, c->tier_k ? 'K' : 'U',
@@ -338,23 +337,40 @@ static void rx_ring_put(struct worker *w, unsigned int flags)
 }
 
 /*
- * A recv of @fd into a ring buffer, or into *@own (allocated on first use)
- * without the ring. Returns 0 or -ENOMEM (nothing submitted).
+ * The buffer a receive names: NULL with the ring (io_uring picks one when
+ * data is there, rx_select()), else *@own, allocated on first use.
+ * Returns 0 or -ENOMEM.
  */
+static int rx_buf(struct conn *c, char **own, void **buf)
+{
+	*buf = NULL;
+	if (c->w->rx_ring)
+		return 0;
+	if (!*own && !(*own = malloc(GW_RX_BUF)))
+		return -ENOMEM;
+	*buf = *own;
+	return 0;
+}
+
+static void rx_select(struct conn *c, struct io_uring_sqe *sqe)
+{
+	if (c->w->rx_ring) {
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = GW_RX_BGID;
+	}
+}
+
+/* A recv of @fd (rx_buf(), rx_select()). Returns 0 or -ENOMEM (nothing submitted). */
 static int prep_rx(struct conn *c, enum op_kind k, int fd, char **own)
 {
 	struct io_uring_sqe *sqe;
+	void *buf;
 
-	if (!c->w->rx_ring && !*own && !(*own = malloc(GW_RX_BUF)))
+	if (rx_buf(c, own, &buf))
 		return -ENOMEM;
 	sqe = conn_sqe(c, k);
-	if (c->w->rx_ring) {
-		io_uring_prep_recv(sqe, fd, NULL, GW_RX_BUF, 0);
-		sqe->flags |= IOSQE_BUFFER_SELECT;
-		sqe->buf_group = GW_RX_BGID;
-	} else {
-		io_uring_prep_recv(sqe, fd, *own, GW_RX_BUF, 0);
-	}
+	io_uring_prep_recv(sqe, fd, buf, GW_RX_BUF, 0);
+	rx_select(c, sqe);
 	return 0;
 }
 
@@ -643,13 +659,11 @@ static void client_recv(struct conn *c)
 			splice_op(c, c->cfd, c->p1[1], len, POLLIN, OP_SPLICE_C_IN);
 		} else {
 			/* request heads are rewritten: read them, decrypted by the kernel */
-			if (!c->w->rx_ring && !c->crx && !(c->crx = malloc(GW_RX_BUF))) {
+			if (rx_buf(c, &c->crx, &c->iov.iov_base)) {
 				conn_abort(c, "out of memory");
 				return;
 			}
 			memset(&c->cmsg, 0, sizeof(c->cmsg));
-			/* with the ring, io_uring picks the buffer when a record is there */
-			c->iov.iov_base = c->w->rx_ring ? NULL : c->crx;
 			c->iov.iov_len = GW_RX_BUF;
 			c->msg.msg_iov = &c->iov;
 			c->msg.msg_iovlen = 1;
@@ -664,10 +678,7 @@ static void client_recv(struct conn *c)
 			link_poll(c, c->cfd, POLLIN);
 			sqe = conn_sqe(c, OP_RECV_CLIENT);
 			io_uring_prep_recvmsg(sqe, c->cfd, &c->msg, 0);
-			if (c->w->rx_ring) {
-				sqe->flags |= IOSQE_BUFFER_SELECT;
-				sqe->buf_group = GW_RX_BGID;
-			}
+			rx_select(c, sqe);
 		}
 		c->crx_busy = true;
 		return;
