@@ -74,6 +74,7 @@ enum cf_field {
 	F_SESS_CACHE,
 	F_SESS_TIMEOUT,
 	F_TICKETS,
+	F_VCACHE,
 	F_KTLS,
 	F_VFAIL,
 	F_ALLOW,
@@ -106,7 +107,7 @@ struct cf_level {
 	struct gw_where verify_where;
 	int depth;
 	unsigned int protocols;
-	bool prefer, tickets, pp, pp_tlv;
+	bool prefer, tickets, vcache, pp, pp_tlv;
 	int sess_cache;
 	long sess_cache_size;
 	long sess_timeout;
@@ -1936,6 +1937,7 @@ static const struct cf_kw cf_keywords[] = {
 	{"ssl_session_timeout", CTX_SSL, 1, 1, false, h_time, F_SESS_TIMEOUT, LVOFF(sess_timeout),
 	 NULL},
 	{"ssl_session_tickets", CTX_SSL, 1, 1, false, h_flag, F_TICKETS, LVOFF(tickets), NULL},
+	{"ssl_verify_cache", CTX_SSL, 1, 1, false, h_flag, F_VCACHE, LVOFF(vcache), NULL},
 	{"ssl_ktls", CTX_SSL, 1, 1, false, h_enum, F_KTLS, LVOFF(ktls), ktls_vals},
 	{"ssl_verify_failure", CTX_SSL, 1, 1, false, h_enum, F_VFAIL, LVOFF(vfail), vfail_vals},
 	{"ssl_client_allow", CTX_SSL, 2, 2, false, h_allow, F_ALLOW, 0, NULL},
@@ -2310,6 +2312,8 @@ static int cf_build_server(struct cf_parser *p, struct cf_server *s, struct gw_s
 	d->session_timeout = L ? L->sess_timeout : 300;
 	L = cf_pick(s, F_TICKETS);
 	d->session_tickets = L ? L->tickets : true;
+	L = cf_pick(s, F_VCACHE);
+	d->verify_cache = L ? L->vcache : true;
 	L = cf_pick(s, F_KTLS);
 	d->ktls = L ? (enum gw_ktls)L->ktls : GW_KTLS_AUTO;
 	L = cf_pick(s, F_VFAIL);

@@ -309,8 +309,9 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 	}
 	/* the kernel TLS counters (the metrics endpoint will export them) */
 	pr_notice("exiting: %lu connection(s) on tier K, %lu tier U fallback(s), "
-		  "%lu closed on a client KeyUpdate, %lu receive(s) retried for a ring buffer",
+		  "%lu closed on a client KeyUpdate, %lu receive(s) retried for a ring buffer, "
+		  "%lu client chain(s) verified from the cache",
 		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate,
-		  w->rx_nobufs);
+		  w->rx_nobufs, tls_verify_cache_hits());
 	return 0;
 }

@@ -30,6 +30,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -40,9 +41,27 @@
 #define TLS_DN_MAX 512
 #define TLS_REASON_MAX 1280
 
+/*
+ * The verification cache (ssl_verify_cache): the chains that
+ * X509_verify_cert() accepted under this server{}'s store and parameters,
+ * by the SHA-256 of their certificates, and until when that result holds.
+ * Workers are processes: each has its own, no locks.
+ */
+#define TLS_VCACHE_SLOTS 1024 /* direct-mapped: 40 KiB, allocated on the first store */
+
+struct vcache_ent {
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	time_t until; /* 0: empty */
+};
+
 struct tls_srv {
 	const struct gw_server *srv;
 	SSL_CTX *ctx;
+	struct vcache_ent *vcache;
+	EVP_MD *sha256;	   /* fetched once: no implicit fetch per handshake */
+	EVP_MD_CTX *vmd;   /* the key's digest context, reused */
+	time_t *events;	   /* when a certificate or CRL of the store starts or ends */
+	size_t nevents;	   /* (sorted) validity: a cached result holds until the next one */
 	struct tls_srv **group; /* set by tls_srv_group(); group[0] is the default */
 	size_t ngroup;
 	unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
@@ -515,6 +534,199 @@ static void explain_no_cert(struct tls_conn *c, const struct gw_server *srv)
 		 srv->verify == GW_VERIFY_ON ? "ssl_verify_client on" : "ssl_client_allow");
 }
 
+/* ------------------------------------------------------------------ */
+/* verification cache */
+
+/*
+ * X509_verify_cert() is a function of the chain the client sent, the
+ * server{}'s store and verify parameters (fixed until a reload builds new
+ * workers) and the time. The time only enters through validity periods: the
+ * notBefore/notAfter of the certificates (sent or in the store) and the
+ * lastUpdate/nextUpdate of the CRLs. So an accepted chain stays accepted,
+ * with the same result, until the next of those instants: ssl_verify_cache
+ * keeps that, and a client that comes back with the same chain skips the
+ * chain building and the CA's signature check (a sixth of a new mTLS
+ * handshake, callgrind). Only a clean X509_V_OK is kept: every error, even
+ * one that optional_no_ca forgives, is verified again, so its log line and
+ * $ssl_client_verify are computed as they always are.
+ */
+static unsigned long vcache_hits;
+
+unsigned long tls_verify_cache_hits(void)
+{
+	return vcache_hits;
+}
+
+static bool asn1_to_time(const ASN1_TIME *a, time_t *out)
+{
+	struct tm tm;
+
+	if (!a || !ASN1_TIME_to_tm(a, &tm))
+		return false;
+	*out = timegm(&tm);
+	return true;
+}
+
+static int time_cmp(const void *a, const void *b)
+{
+	time_t x = *(const time_t *)a, y = *(const time_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The instants at which something in @t's store becomes valid or stops being
+ * valid, sorted. Returns false (no cache) if one of them cannot be read.
+ */
+static bool vcache_events(struct tls_srv *t)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+	int n = objs ? sk_X509_OBJECT_num(objs) : 0;
+	size_t k = 0;
+
+	t->events = calloc((size_t)n * 2 + 1, sizeof(*t->events));
+	if (!t->events)
+		return false;
+	for (int i = 0; i < n; i++) {
+		X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+		const ASN1_TIME *from = NULL, *to = NULL;
+		X509_CRL *crl;
+		X509 *x;
+
+		switch (X509_OBJECT_get_type(o)) {
+		case X509_LU_X509:
+			x = X509_OBJECT_get0_X509(o);
+			from = X509_get0_notBefore(x);
+			to = X509_get0_notAfter(x);
+			break;
+		case X509_LU_CRL:
+			crl = X509_OBJECT_get0_X509_CRL(o);
+			from = X509_CRL_get0_lastUpdate(crl);
+			to = X509_CRL_get0_nextUpdate(crl); /* none: never expires */
+			break;
+		default:
+			return false;
+		}
+		if (!asn1_to_time(from, &t->events[k++]))
+			return false;
+		if (to && !asn1_to_time(to, &t->events[k++]))
+			return false;
+	}
+	qsort(t->events, k, sizeof(*t->events), time_cmp);
+	t->nevents = k;
+	return true;
+}
+
+/* SHA-256 over the SHA-256 of each certificate the client sent, leaf first. */
+static bool vcache_key(struct tls_srv *t, X509_STORE_CTX *x, unsigned char *md)
+{
+	STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(x);
+	X509 *leaf = X509_STORE_CTX_get0_cert(x);
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dl;
+	bool ok;
+
+	if (!t->vmd)
+		t->vmd = EVP_MD_CTX_new();
+	ok = t->vmd && leaf && EVP_DigestInit_ex(t->vmd, t->sha256, NULL) &&
+	     X509_digest(leaf, t->sha256, d, &dl) && EVP_DigestUpdate(t->vmd, d, dl);
+	for (int i = 0; ok && sk && i < sk_X509_num(sk); i++) {
+		X509 *c = sk_X509_value(sk, i);
+
+		if (c != leaf)
+			ok = X509_digest(c, t->sha256, d, &dl) && EVP_DigestUpdate(t->vmd, d, dl);
+	}
+	ok = ok && EVP_DigestFinal_ex(t->vmd, md, &dl) && dl == SHA256_DIGEST_LENGTH;
+	ERR_clear_error();
+	return ok;
+}
+
+static struct vcache_ent *vcache_slot(struct tls_srv *t, const unsigned char *md)
+{
+	uint32_t h;
+
+	memcpy(&h, md, sizeof(h));
+	return &t->vcache[h & (TLS_VCACHE_SLOTS - 1)];
+}
+
+static bool vcache_hit(struct tls_srv *t, const unsigned char *md, time_t now)
+{
+	struct vcache_ent *e;
+
+	if (!t->vcache)
+		return false;
+	e = vcache_slot(t, md);
+	return e->until > now && memcmp(e->md, md, sizeof(e->md)) == 0;
+}
+
+/* The first instant after @now at which @c's validity changes; false if unreadable. */
+static bool cert_next_change(X509 *c, time_t now, time_t *until)
+{
+	time_t from, to;
+
+	if (!asn1_to_time(X509_get0_notBefore(c), &from) ||
+	    !asn1_to_time(X509_get0_notAfter(c), &to))
+		return false;
+	if (from > now && from < *until)
+		*until = from;
+	if (to > now && to < *until)
+		*until = to;
+	return true;
+}
+
+/* Keep the clean acceptance of the chain @md in @x until its result could change. */
+static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_CTX *x,
+			 time_t now)
+{
+	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(x);
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(x);
+	time_t until = (time_t)INT64_MAX;
+	struct vcache_ent *e;
+
+	for (size_t i = 0; i < t->nevents; i++)
+		if (t->events[i] > now) {
+			until = t->events[i];
+			break;
+		}
+	if (!cert_next_change(X509_STORE_CTX_get0_cert(x), now, &until))
+		return;
+	for (int i = 0; sent && i < sk_X509_num(sent); i++)
+		if (!cert_next_change(sk_X509_value(sent, i), now, &until))
+			return;
+	for (int i = 0; chain && i < sk_X509_num(chain); i++)
+		if (!cert_next_change(sk_X509_value(chain, i), now, &until))
+			return;
+	if (!t->vcache)
+		t->vcache = calloc(TLS_VCACHE_SLOTS, sizeof(*t->vcache));
+	if (!t->vcache)
+		return;
+	e = vcache_slot(t, md);
+	memcpy(e->md, md, sizeof(e->md));
+	e->until = until;
+}
+
+/*
+ * X509_verify_cert(), or the cached acceptance of the same chain. A clean
+ * acceptance (X509_V_OK, no per-certificate error on the way) is stored.
+ */
+static int verify_chain(struct tls_srv *t, struct tls_conn *c, X509_STORE_CTX *x)
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	bool keyed = t->srv->verify_cache && t->events && vcache_key(t, x, md);
+	time_t now = keyed ? time(NULL) : 0;
+	int ret;
+
+	if (keyed && vcache_hit(t, md, now)) {
+		vcache_hits++;
+		return 1; /* X509_STORE_CTX_init() left the error at X509_V_OK */
+	}
+	ret = X509_verify_cert(x);
+	if (keyed && ret > 0 && X509_STORE_CTX_get_error(x) == X509_V_OK &&
+	    (!c || c->err == X509_V_OK))
+		vcache_store(t, md, x, now);
+	return ret;
+}
+
 /*
  * ssl_verify_failure handshake: SSL_CTX_set_cert_verify_callback. Builds the
  * chain exactly as OpenSSL would (the per-certificate callback, nginx's, is
@@ -525,9 +737,12 @@ static int tls_app_verify_cb(X509_STORE_CTX *x, void *arg)
 	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
 	struct tls_conn *c = tls_conn_of(ssl);
 	struct tls_srv *t = arg;
-	int ret = X509_verify_cert(x);
+	int ret = verify_chain(t, c, x);
 	long err = X509_STORE_CTX_get_error(x);
 
+	/* ssl_verify_failure http: what OpenSSL does without this callback */
+	if (t->srv->verify_failure != GW_VFAIL_HANDSHAKE)
+		return ret > 0 ? ret : 0;
 	if (!c)
 		return ret > 0 && err == X509_V_OK;
 	if (decide_cert(c, t->srv, err, X509_STORE_CTX_get0_cert(x)) < 0) {
@@ -879,8 +1094,8 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 			}
 			SSL_CTX_set_client_CA_list(ctx, names);
 		}
-		if (srv->verify_failure == GW_VFAIL_HANDSHAKE)
-			SSL_CTX_set_cert_verify_callback(ctx, tls_app_verify_cb, t);
+		/* both modes: the verification cache; handshake mode decides there too */
+		SSL_CTX_set_cert_verify_callback(ctx, tls_app_verify_cb, t);
 	}
 	/* ngx_ssl_trusted_certificate() */
 	SSL_CTX_set_verify_depth(ctx, srv->verify_depth > 0 ? srv->verify_depth : 1);
@@ -898,6 +1113,18 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 		if (ret)
 			goto err_ctx;
 	}
+	/* no verification cache if a validity period of the store cannot be read */
+	if (srv->verify != GW_VERIFY_OFF && srv->verify_cache) {
+		t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+		if (!t->sha256 || !vcache_events(t)) {
+			free(t->events);
+			t->events = NULL;
+			pr_warn("%s:%d: ssl_verify_cache disabled: cannot read the validity "
+				"periods of the trusted certificates and CRLs",
+				where_file(srv, NULL), where_line(srv, NULL));
+		}
+		ERR_clear_error();
+	}
 	ret = set_session_cache(t, ctx, srv);
 	if (ret) {
 		if (err)
@@ -912,6 +1139,8 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 err_ctx:
 	SSL_CTX_free(ctx);
 err_free:
+	EVP_MD_free(t->sha256);
+	free(t->events);
 	free(t);
 	ERR_clear_error();
 	return ret;
@@ -922,6 +1151,10 @@ void tls_srv_free(struct tls_srv *t)
 	if (!t)
 		return;
 	SSL_CTX_free(t->ctx);
+	EVP_MD_CTX_free(t->vmd);
+	EVP_MD_free(t->sha256);
+	free(t->events);
+	free(t->vcache);
 	free(t);
 }
 

@@ -169,6 +169,7 @@ void test_config_defaults(void)
 	ASSERT_EQ(s->session_cache, GW_SESS_CACHE_NONE, "session cache none");
 	ASSERT_EQ(s->session_timeout, 300, "session timeout 5m");
 	ASSERT_TRUE(s->session_tickets, "tickets on");
+	ASSERT_TRUE(s->verify_cache, "verify cache on");
 	ASSERT_EQ(s->ktls, GW_KTLS_AUTO, "ktls auto");
 	ASSERT_EQ(s->verify_failure, GW_VFAIL_HANDSHAKE, "vfail handshake");
 	ASSERT_EQ(s->nallows, 0, "no allows");
@@ -792,7 +793,7 @@ void test_config_ssl_values(void)
 	struct gw_config *cfg = parse(
 		"server {\n" TLS_OK "ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3 SSLv3;\n"
 		"ssl_session_cache builtin:1000 shared:SSL:1m;\n"
-		"ssl_ktls off; ssl_verify_failure http; ssl_session_tickets off;\n"
+		"ssl_ktls off; ssl_verify_failure http; ssl_session_tickets off; ssl_verify_cache off;\n"
 		"ssl_prefer_server_ciphers on; ssl_ecdh_curve X25519:prime256v1;\n"
 		"ssl_verify_client optional_no_ca;\n"
 		"ssl_client_allow fingerprint "
@@ -818,6 +819,8 @@ void test_config_ssl_values(void)
 	ASSERT_EQ(s->ktls, GW_KTLS_OFF, "ktls off");
 	ASSERT_EQ(s->verify_failure, GW_VFAIL_HTTP, "vfail http");
 	ASSERT_FALSE(s->session_tickets, "tickets off");
+	ASSERT_FALSE(s->verify_cache, "verify cache off");
+	ASSERT_TRUE(cfg->servers[1].verify_cache, "verify cache on elsewhere");
 	ASSERT_TRUE(s->prefer_server_ciphers, "prefer");
 	ASSERT_STREQ(s->ecdh_curve, "X25519:prime256v1", "ecdh");
 	ASSERT_EQ(s->verify, GW_VERIFY_OPTIONAL_NO_CA, "optional_no_ca needs no CA");

@@ -64,6 +64,7 @@ static void tsrv_init(struct tsrv *t, const char *ca)
 	t->s.session_cache = GW_SESS_CACHE_NONE;
 	t->s.session_timeout = 300;
 	t->s.session_tickets = true;
+	t->s.verify_cache = true;
 	t->s.verify_failure = GW_VFAIL_HANDSHAKE;
 	t->names[0] = "";
 	t->s.server_names = t->names;
@@ -357,17 +358,18 @@ static const struct vcase vcases[] = {
 	{NULL, GW_VERIFY_OFF, 1, "ca-root.pem", NULL, 0, ""},
 };
 
+/*
+ * Each case twice on the same server{}: the second handshake of a cleanly
+ * verified chain comes from the verification cache and must decide the same.
+ */
 static void run_vcase(const struct vcase *v, enum gw_verify_failure vf)
 {
 	struct tsrv t;
 	struct tls_srv *srv;
 	struct tcli cl = {.name = v->client};
-	char what[256];
+	char what[300];
 	struct hs h;
 
-	snprintf(what, sizeof(what), "%s verify=%d depth=%d ca=%s crl=%s %s",
-		 v->client ? v->client : "(none)", v->verify, v->depth, v->ca ? v->ca : "-",
-		 v->crl ? v->crl : "-", vf == GW_VFAIL_HTTP ? "http" : "handshake");
 	tsrv_init(&t, v->ca);
 	t.s.verify = v->verify;
 	t.s.verify_depth = v->depth;
@@ -377,23 +379,27 @@ static void run_vcase(const struct vcase *v, enum gw_verify_failure vf)
 	srv = srv_new_ok(&t);
 	if (!srv)
 		return;
-	if (!ASSERT_OK(run_hs(srv, &cl, &h), what))
-		goto out;
-	if (vf == GW_VFAIL_HTTP || v->status == 0) {
-		/* the handshake always completes; the decision is nginx's */
-		if (!ASSERT_OK(h.srv_rc, what))
-			fprintf(stderr, "      reason: %s\n", h.reason);
-		ASSERT_EQ(h.decision, v->status ? -EACCES : 0, what);
-		ASSERT_EQ(h.status, v->status, what);
-	} else {
-		ASSERT_EQ(h.srv_rc, -EPROTO, what);
+	for (int pass = 1; pass <= 2; pass++) {
+		snprintf(what, sizeof(what), "%s verify=%d depth=%d ca=%s crl=%s %s, handshake %d",
+			 v->client ? v->client : "(none)", v->verify, v->depth, v->ca ? v->ca : "-",
+			 v->crl ? v->crl : "-", vf == GW_VFAIL_HTTP ? "http" : "handshake", pass);
+		if (!ASSERT_OK(run_hs(srv, &cl, &h), what))
+			break;
+		if (vf == GW_VFAIL_HTTP || v->status == 0) {
+			/* the handshake always completes; the decision is nginx's */
+			if (!ASSERT_OK(h.srv_rc, what))
+				fprintf(stderr, "      reason: %s\n", h.reason);
+			ASSERT_EQ(h.decision, v->status ? -EACCES : 0, what);
+			ASSERT_EQ(h.status, v->status, what);
+		} else {
+			ASSERT_EQ(h.srv_rc, -EPROTO, what);
+		}
+		if (v->reason[0])
+			ASSERT_STRSTR(h.reason, v->reason, what);
+		else
+			ASSERT_STREQ(h.reason, "", what);
+		hs_free(&h);
 	}
-	if (v->reason[0])
-		ASSERT_STRSTR(h.reason, v->reason, what);
-	else
-		ASSERT_STREQ(h.reason, "", what);
-out:
-	hs_free(&h);
 	tls_srv_free(srv);
 }
 
@@ -1035,4 +1041,63 @@ void test_tls_session_not_shared(void)
 out:
 	tls_srv_free(g[0]);
 	tls_srv_free(g[1]);
+}
+
+/*
+ * ssl_verify_cache: a chain verified cleanly once is accepted from the cache
+ * the next time, per chain; the allow-list still decides on every handshake;
+ * with the cache off nothing is cached and the decisions are the same.
+ */
+void test_tls_verify_cache(void)
+{
+	static const struct {
+		const char *client;
+		int status; /* tls_verify_decision() status: 0 or 495 */
+		unsigned long hits; /* from the cache, with it on */
+	} steps[] = {
+		{"client-good", 495, 0},   /* verified, then refused by the allow-list */
+		{"client-good", 495, 1},   /* same chain: cache, still refused */
+		{"client-int2", 0, 0},	   /* another chain: verified */
+		{"client-int2", 0, 1},	   /* cache */
+		{"client-expired", 495, 0}, /* errors are never cached */
+		{"client-expired", 495, 0},
+		{"client-good", 495, 1},
+	};
+
+	for (int on = 0; on < 2; on++) {
+		struct tsrv t;
+		struct tls_srv *srv;
+		char what[128];
+		struct hs h;
+
+		tsrv_init(&t, "ca-all.pem");
+		t.s.verify_depth = 3;
+		t.s.verify_failure = GW_VFAIL_HTTP;
+		t.s.verify_cache = on;
+		t.allows[0] = (struct gw_allow){.kind = GW_ALLOW_CN, .value = "client-int2"};
+		t.s.nallows = 1;
+		srv = srv_new_ok(&t);
+		if (!srv)
+			return;
+		for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+			struct tcli cl = {.name = steps[i].client};
+			unsigned long before = tls_verify_cache_hits();
+
+			snprintf(what, sizeof(what), "cache %s, step %zu (%s)", on ? "on" : "off", i,
+				 steps[i].client);
+			if (!ASSERT_OK(run_hs(srv, &cl, &h), what))
+				break;
+			ASSERT_OK(h.srv_rc, what);
+			ASSERT_EQ(h.status, steps[i].status, what);
+			ASSERT_EQ(tls_verify_cache_hits() - before, on ? steps[i].hits : 0, what);
+			if (steps[i].status)
+				ASSERT_STRSTR(h.reason,
+					      strcmp(steps[i].client, "client-good") == 0 ?
+						      "not in ssl_client_allow" :
+						      "expired",
+					      what);
+			hs_free(&h);
+		}
+		tls_srv_free(srv);
+	}
 }

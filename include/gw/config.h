@@ -155,6 +155,7 @@ struct gw_server {
 	long session_cache_size; /* entries (nginx: 1m ~ 4000 sessions) */
 	long session_timeout;	 /* seconds, default 300 */
 	bool session_tickets;	 /* default on */
+	bool verify_cache;	 /* ssl_verify_cache, default on (tls.c) */
 	enum gw_ktls ktls;
 	enum gw_verify_failure verify_failure;
 	struct gw_allow *allows;

@@ -59,6 +59,13 @@ void tls_srv_expire_sessions(struct tls_srv *t, time_t now);
 
 SSL *tls_ssl_new(struct tls_srv *t, int fd);
 
+/*
+ * Client chains accepted from the verification cache (ssl_verify_cache) by
+ * this process: the same chain, verified cleanly before, under the same
+ * server{}, before the next change of validity of anything it depends on.
+ */
+unsigned long tls_verify_cache_hits(void);
+
 /* The server{} chosen for @ssl (after SNI, the default before). */
 const struct tls_srv *tls_ssl_srv(SSL *ssl);
 

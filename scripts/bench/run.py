@@ -171,7 +171,7 @@ class Proc:
 
 # --- configurations ------------------------------------------------------------------------
 
-def conf_ktlsgw(c, ports, be, echo, term, ktls, pt):
+def conf_ktlsgw(c, ports, be, echo, term, ktls, pt, vcache="on"):
     tls = """
         ssl_certificate {C}/server.crt;
         ssl_certificate_key {C}/server.key;
@@ -180,7 +180,8 @@ def conf_ktlsgw(c, ports, be, echo, term, ktls, pt):
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ecdh_curve X25519:prime256v1;
         ssl_session_cache shared:BENCH:10m;
-        ssl_ktls {K};""".format(C=c, K=ktls)
+        ssl_ktls {K};
+        ssl_verify_cache {V};""".format(C=c, K=ktls, V=vcache)
     ptline = "ssl_passthrough %s 127.0.0.1:%d;" % (PT_SNI, term) if pt else ""
     return """worker_processes 1;
 error_log {D}/ktlsgw.error.log error;
@@ -443,7 +444,7 @@ class Bench:
         if name == "ktlsgw":
             conf = os.path.join(d, "ktlsgw.conf")
             text = conf_ktlsgw(self.certs, ports, be, echo, term, self.a.ktls,
-                               self.pt_skip is None)
+                               self.pt_skip is None, self.a.verify_cache)
             argv = [os.path.join(self.bindir, "ktlsgw"), "-c", conf]
         elif name == "nginx":
             conf = os.path.join(d, "nginx.conf")
@@ -495,6 +496,7 @@ class Bench:
         results = {s[0]: {p: [] for p in proxies} for s in scen}
         idle = {}
         meta = {"rounds": a.rounds, "duration_s": a.duration, "idle": a.idle, "ktls": a.ktls,
+                "verify_cache": a.verify_cache,
                 "kernel": os.uname().release, "cpus": os.cpu_count(),
                 "pinning": "proxy on CPU %s; ktlsgw-bench (1 thread), backends and the "
                            "passthrough terminator on CPU %s" % (CPU_PROXY, CPU_LOAD),
@@ -721,6 +723,13 @@ def report(scen, proxies, results, idle, meta, out, cmd):
         "U (ssl_ktls off)" if meta["ktls"] == "off" else "ssl_ktls " + meta["ktls"],
         meta["kernel"], meta["cpus"]))
     L.append("")
+    L.append("ktlsgw ssl_verify_cache %s: %s" % (
+        meta.get("verify_cache", "on"),
+        "ktlsgw-bench presents one client certificate, so every new handshake after the first "
+        "takes the client's chain from the verification cache (nginx and HAProxy verify it "
+        "each time)" if meta.get("verify_cache", "on") == "on" else
+        "every chain is verified, as nginx and HAProxy do"))
+    L.append("")
     hdr = "| scenario | unit | " + " | ".join(NAMES[p] for p in proxies)
     if has["ktlsgw"] and has["nginx"]:
         hdr += " | ktlsgw/nginx"
@@ -862,6 +871,8 @@ def main():
     ap.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
     ap.add_argument("--proxies", default=",".join(PROXIES))
     ap.add_argument("--ktls", default="off", choices=["off", "auto"])
+    ap.add_argument("--verify-cache", default="on", choices=["on", "off"],
+                    help="ktlsgw's ssl_verify_cache (default on, as its default)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--report", metavar="RESULTS_JSON",

@@ -957,3 +957,173 @@ def t_connect_timeout():
         for f in fillers:
             f.close()
         lst.close()
+
+
+# ---------------------------------------------------------------------------
+# ssl_verify_cache
+
+VC_BLOCK = """
+    server {
+        listen 127.0.0.1:@%(port)s@ ssl;
+        server_name localhost;
+        ssl_certificate @CERTS@/server.crt;
+        ssl_certificate_key @CERTS@/server.key;
+        ssl_client_certificate %(ca)s;
+        ssl_verify_client %(verify)s;
+        ssl_verify_depth 3;
+        %(extra)s
+        location / {
+            proxy_pass http://127.0.0.1:@BPORT@;
+            proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
+            proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;
+        }
+    }
+"""
+
+
+def cache_hits(gw):
+    """Stop @gw; the chains its workers accepted from the verification cache."""
+    gw.stop()
+    log = gw.logtext()
+    hits = re.findall(r"(\d+) client chain\(s\) verified from the cache", log)
+    check(hits, "no exit line with the cache count: %s" % log[-800:])
+    return sum(int(h) for h in hits)
+
+
+def vc_get(port, path, ctx=None, certname=None):
+    """One GET over a new mTLS connection: (status or None, X-SSL-Client-Verify or None)."""
+    import json as _json
+    c = None
+    try:
+        c = TlsConn(port, certname, ctx=ctx)
+        c.handshake()
+        c.send(http_get(path))
+        resp = read_response(c)
+    except (ssl.SSLError, OSError, TestFailure) as e:
+        return None, "refused: %s" % e
+    finally:
+        if c:
+            c.close()
+    if resp is None:
+        return None, "refused: no response"
+    verify = None
+    if resp.status == 200:
+        hdrs = dict((n.lower(), v) for n, v in _json.loads(resp.body)["headers"])
+        verify = hdrs.get("x-ssl-client-verify")
+    return resp.status, verify
+
+
+def short_pki(d, cert_end, crl_end):
+    """A CA in @d; client "short" valid until @cert_end, client "long" for a day (both by
+    it); an empty CRL of the CA whose nextUpdate is @crl_end (epoch seconds)."""
+    import subprocess
+
+    def run(*argv):
+        subprocess.run(argv, cwd=d, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=60)
+
+    def stamp(t):
+        return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t))
+    os.makedirs(os.path.join(d, "new"), exist_ok=True)
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(d, "crlnumber"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write("[ ca ]\ndefault_ca = this\n[ this ]\ndir = %s\ndatabase = $dir/index.txt\n"
+                "new_certs_dir = $dir/new\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\n"
+                "certificate = $dir/ca.crt\nprivate_key = $dir/ca.key\ndefault_md = sha256\n"
+                "policy = any\nunique_subject = no\n[ any ]\ncommonName = supplied\n"
+                "[ req ]\ndistinguished_name = dn\n[ dn ]\n"
+                "[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\n"
+                "keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
+                "[ client ]\nbasicConstraints = critical,CA:FALSE\n"
+                "keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n" % d)
+    run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-out", "ca.key")
+    run("openssl", "req", "-new", "-x509", "-key", "ca.key", "-subj", "/CN=vcache test CA",
+        "-days", "2", "-config", "ca.cnf", "-extensions", "v3_ca", "-out", "ca.crt")
+    now = time.time()
+    for name, end in (("short", cert_end), ("long", now + 86400)):
+        run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", name + ".key")
+        run("openssl", "req", "-new", "-key", name + ".key", "-subj", "/CN=vcache-" + name,
+            "-config", "ca.cnf", "-out", name + ".csr")
+        run("openssl", "ca", "-batch", "-notext", "-config", "ca.cnf", "-extensions", "client",
+            "-startdate", stamp(now - 60), "-enddate", stamp(end), "-in", name + ".csr",
+            "-out", name + ".crt")
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-gencrl", "-crl_lastupdate",
+        stamp(now - 60), "-crl_nextupdate", stamp(crl_end), "-out", "crl.pem")
+
+
+def pki_ctx(d, name):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(os.path.join(d, name + ".crt"), os.path.join(d, name + ".key"))
+    return ctx
+
+
+@test("gw/verify-cache/until-notAfter-and-nextUpdate", timeout=120)
+def t_verify_cache_time():
+    """ssl_verify_cache (on by default): a client that comes back with the same chain is
+    accepted from the cache, but only until the next instant at which the verification
+    could change. A client certificate that expires, and a CRL whose nextUpdate passes,
+    while their acceptance is cached: the next handshake is verified again and refused,
+    with the reason nginx would log."""
+    need_gw()
+    d = os.path.join(TMPROOT, "vcache-pki")
+    os.makedirs(d, exist_ok=True)
+    window = 10 * SLOW
+    end = int(time.time()) + window
+    short_pki(d, end, end)
+    with EchoBackend() as be:
+        ports = {"P0": free_port(), "P1": free_port(), "BPORT": be.port}
+        blocks = [VC_BLOCK % dict(port="P0", ca=d + "/ca.crt", verify="on", extra=""),
+                  VC_BLOCK % dict(port="P1", ca=d + "/ca.crt", verify="on",
+                                  extra="ssl_crl %s/crl.pem;" % d)]
+        gw = Server("gw", http=blocks, ports=ports, name="vcache").start()
+        short, long_ = pki_ctx(d, "short"), pki_ctx(d, "long")
+        for i in (1, 2):
+            check_eq(vc_get(ports["P0"], "/short-%d" % i, ctx=short),
+                     (200, "SUCCESS"), "short-lived certificate, connection %d" % i)
+            check_eq(vc_get(ports["P1"], "/crl-%d" % i, ctx=long_),
+                     (200, "SUCCESS"), "certificate under a CRL, connection %d" % i)
+        check(time.time() < end - 0.5, "the connections took the whole %d s window" % window)
+        time.sleep(max(0.0, end + 1.2 - time.time()))
+        st, why = vc_get(ports["P0"], "/short-late", ctx=short)
+        check(st is None, "expired certificate accepted (from the cache?): %r" % ((st, why),))
+        st, why = vc_get(ports["P1"], "/crl-late", ctx=long_)
+        check(st is None, "certificate accepted after the CRL's nextUpdate: %r" % ((st, why),))
+        time.sleep(0.3)
+        log = gw.logtext()
+        check(re.search(r'certificate "CN=vcache-short" expired on', log),
+              "no 'expired' reason in the log: %s" % log[-1200:])
+        check("CRL has expired" in log, "no 'CRL has expired' in the log: %s" % log[-1200:])
+        check_eq(cache_hits(gw), 2, "chains accepted from the cache (the second of each pair)")
+        check_eq(sorted(r["target"] for r in be.requests),
+                 ["/crl-1", "/crl-2", "/short-1", "/short-2"], "requests at the backend")
+
+
+@test("gw/verify-cache/only-clean-results", timeout=120)
+def t_verify_cache_clean():
+    """Only a clean acceptance is cached: with optional_no_ca and ssl_verify_failure http, a
+    self-signed client (forgiven, FAILED:...) and an expired one (400, nginx's 495 page) are verified again
+    each time and get the same answer; a good one is accepted from the cache the second
+    time. The answers are the same with ssl_verify_cache off, which caches nothing."""
+    want = [("client-good", (200, "SUCCESS")),
+            ("client-self", (200, "FAILED:self-signed certificate")),
+            ("client-expired", (400, None)),
+            ("client-int2", (200, "SUCCESS"))]
+    for cache, hits in (("on", 2), ("off", 0)):
+        with EchoBackend() as be:
+            ports = {"P0": free_port(), "BPORT": be.port}
+            blk = VC_BLOCK % dict(port="P0", ca="@CERTS@/ca-all.pem", verify="optional_no_ca",
+                                  extra="ssl_verify_failure http; ssl_verify_cache %s;" % cache)
+            gw = Server("gw", http=[blk], ports=ports, name="vcache-" + cache).start()
+            for i in (1, 2):
+                for name, exp in want:
+                    check_eq(vc_get(ports["P0"], "/%s-%d" % (name, i), certname=name), exp,
+                             "ssl_verify_cache %s: %s, connection %d" % (cache, name, i))
+            check_eq(cache_hits(gw), hits, "ssl_verify_cache %s: chains from the cache" % cache)
