@@ -303,6 +303,24 @@ def t_refused():
         check_json(r, "rps", 0, {"connect": 4})
 
 
+@test("bench/server-verify: --ca checks the server (in full once, then the same chain)",
+      timeout=60)
+def t_server_verify():
+    """ktlsgw-bench --ca: a server whose certificate the CAs do not sign fails every
+    handshake (nothing is accepted unverified, the first time or later); against the right
+    CA all pass, the later ones with the chain verified once."""
+    need_bench()
+    be = Backend()
+    with gateway(be.port) as gw:
+        for ver in ("1.3", "1.2"):
+            r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40", "--tls",
+                         ver, "--ca", cert("ca-other.pem"), want_rc=1)
+            check_json(r, "handshake", 0, {"handshake": 40})
+            r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40", "--tls",
+                         ver)
+            check_json(r, "handshake", 40)
+
+
 def gateway_env(be_port, env):
     """gateway() with @env added to ktlsgw's environment."""
     saved = {k: os.environ.get(k) for k in env}
