@@ -51,6 +51,7 @@
 
 struct vcache_ent {
 	unsigned char md[SHA256_DIGEST_LENGTH];
+	time_t from;  /* verified at: a clock set back before it misses */
 	time_t until; /* 0: empty */
 };
 
@@ -626,6 +627,7 @@ static bool vcache_key(struct tls_srv *t, X509_STORE_CTX *x, unsigned char *md)
 	unsigned int dl;
 	bool ok;
 
+	ERR_set_mark();
 	if (!t->vmd)
 		t->vmd = EVP_MD_CTX_new();
 	ok = t->vmd && leaf && EVP_DigestInit_ex(t->vmd, t->sha256, NULL) &&
@@ -637,7 +639,7 @@ static bool vcache_key(struct tls_srv *t, X509_STORE_CTX *x, unsigned char *md)
 			ok = X509_digest(c, t->sha256, d, &dl) && EVP_DigestUpdate(t->vmd, d, dl);
 	}
 	ok = ok && EVP_DigestFinal_ex(t->vmd, md, &dl) && dl == SHA256_DIGEST_LENGTH;
-	ERR_clear_error();
+	ERR_pop_to_mark(); /* the handshake's own errors stay */
 	return ok;
 }
 
@@ -656,7 +658,7 @@ static bool vcache_hit(struct tls_srv *t, const unsigned char *md, time_t now)
 	if (!t->vcache)
 		return false;
 	e = vcache_slot(t, md);
-	return e->until > now && memcmp(e->md, md, sizeof(e->md)) == 0;
+	return e->from <= now && now < e->until && memcmp(e->md, md, sizeof(e->md)) == 0;
 }
 
 /* The first instant after @now at which @c's validity changes; false if unreadable. */
@@ -702,6 +704,7 @@ static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_
 		return;
 	e = vcache_slot(t, md);
 	memcpy(e->md, md, sizeof(e->md));
+	e->from = now;
 	e->until = until;
 }
 
@@ -712,7 +715,15 @@ static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_
 static int verify_chain(struct tls_srv *t, struct tls_conn *c, X509_STORE_CTX *x)
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	bool keyed = t->srv->verify_cache && t->events && vcache_key(t, x, md);
+	/*
+	 * Only for the chain being verified under this server{}'s own store
+	 * and depth (what the cache assumes; switch_server() keeps it so).
+	 */
+	bool keyed = t->srv->verify_cache && t->events &&
+		     X509_STORE_CTX_get0_store(x) == SSL_CTX_get_cert_store(t->ctx) &&
+		     X509_VERIFY_PARAM_get_depth(X509_STORE_CTX_get0_param(x)) ==
+			     SSL_CTX_get_verify_depth(t->ctx) &&
+		     vcache_key(t, x, md);
 	time_t now = keyed ? time(NULL) : 0;
 	int ret;
 
@@ -721,8 +732,9 @@ static int verify_chain(struct tls_srv *t, struct tls_conn *c, X509_STORE_CTX *x
 		return 1; /* X509_STORE_CTX_init() left the error at X509_V_OK */
 	}
 	ret = X509_verify_cert(x);
+	/* a verification that ran into the next second may have seen another validity */
 	if (keyed && ret > 0 && X509_STORE_CTX_get_error(x) == X509_V_OK &&
-	    (!c || c->err == X509_V_OK))
+	    (!c || c->err == X509_V_OK) && time(NULL) == now)
 		vcache_store(t, md, x, now);
 	return ret;
 }
@@ -1115,8 +1127,12 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 	}
 	/* no verification cache if a validity period of the store cannot be read */
 	if (srv->verify != GW_VERIFY_OFF && srv->verify_cache) {
+		X509_STORE *vs = NULL;
+
+		/* an openssl.cnf VerifyCAFile/VerifyCAPath store: not the one read here */
+		SSL_CTX_get0_verify_cert_store(ctx, &vs);
 		t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-		if (!t->sha256 || !vcache_events(t)) {
+		if (vs || !t->sha256 || !vcache_events(t)) {
 			free(t->events);
 			t->events = NULL;
 			pr_warn("%s:%d: ssl_verify_cache disabled: cannot read the validity "
@@ -1245,23 +1261,32 @@ bool tls_name_normalize(const char *name, size_t len, char *host, size_t size)
 	return true;
 }
 
-/* Make @pick the server{} of @ssl, as ngx_http_ssl_servername() does. */
-static void switch_server(SSL *ssl, struct tls_srv *pick)
+/*
+ * Make @pick the server{} of @ssl, as ngx_http_ssl_servername() does.
+ * Returns false if OpenSSL could not switch (out of memory): the handshake
+ * must then fail, not go on with one server{}'s store and another's depth.
+ */
+static bool switch_server(SSL *ssl, struct tls_srv *pick)
 {
 	struct tls_conn *c = tls_conn_of(ssl);
 	SSL_CTX *ctx = pick->ctx;
 
+	if (ctx == SSL_get_SSL_CTX(ssl)) {
+		if (c)
+			c->srv = pick;
+		return true;
+	}
+	/* also takes the new context's session id context (still the default's here) */
+	if (SSL_set_SSL_CTX(ssl, ctx) != ctx)
+		return false;
 	if (c)
 		c->srv = pick;
-	if (ctx == SSL_get_SSL_CTX(ssl))
-		return;
-	/* also takes the new context's session id context (still the default's here) */
-	SSL_set_SSL_CTX(ssl, ctx);
 	/* SSL_set_SSL_CTX() only switches certificates: the rest as nginx does */
 	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
 	SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
 	SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+	return true;
 }
 
 /*
@@ -1293,8 +1318,10 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 	if (nlen + 3 > list || !tls_name_normalize((const char *)p + 5, nlen, host, sizeof(host)))
 		return SSL_CLIENT_HELLO_SUCCESS;
 	pick = tls_srv_pick(def->group, def->ngroup, host);
-	if (pick)
-		switch_server(ssl, pick);
+	if (pick && !switch_server(ssl, pick)) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 

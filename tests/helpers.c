@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <time.h>
 #include "test.h"
 
 void test__sa4(struct sockaddr_in *s, const char *ip, int port)
@@ -19,4 +20,23 @@ void test__sa6(struct sockaddr_in6 *s, const char *ip, int port)
 	s->sin6_family = AF_INET6;
 	s->sin6_port = htons((uint16_t)port);
 	inet_pton(AF_INET6, ip, &s->sin6_addr);
+}
+
+long test__clock_offset;
+
+/*
+ * The unit tests' wall clock: this time() replaces libc's for the whole
+ * process, the gateway's code and OpenSSL's certificate checks alike, shifted
+ * by test__clock_offset seconds (0 but in tests that move the clock).
+ */
+time_t time(time_t *tp)
+{
+	struct timespec ts;
+	time_t now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = ts.tv_sec + test__clock_offset;
+	if (tp)
+		*tp = now;
+	return now;
 }

@@ -1101,3 +1101,49 @@ void test_tls_verify_cache(void)
 		tls_srv_free(srv);
 	}
 }
+
+/*
+ * A clock set back before a cached verification (NTP stepping back, a VM
+ * snapshot restored) misses the cache: the chain is verified at the new time,
+ * where the test PKI (younger than a day) is not valid yet, and refused as a
+ * fresh verification refuses it. Back at the real time the entry serves again.
+ */
+void test_tls_verify_cache_clock_back(void)
+{
+	static const struct {
+		long offset;
+		int status;
+		unsigned long hits;
+	} steps[] = {
+		{0, 0, 0}, {0, 0, 1}, {-(86400L + 3600), 495, 0}, {0, 0, 1},
+	};
+	struct tcli cl = {.name = "client-good"};
+	struct tsrv t;
+	struct tls_srv *srv;
+	char what[96];
+	struct hs h;
+
+	tsrv_init(&t, "ca-root.pem");
+	t.s.verify_failure = GW_VFAIL_HTTP;
+	srv = srv_new_ok(&t);
+	if (!srv)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+		unsigned long before = tls_verify_cache_hits();
+		int rc;
+
+		snprintf(what, sizeof(what), "step %zu, clock %+ld s", i, steps[i].offset);
+		test__clock_offset = steps[i].offset;
+		rc = run_hs(srv, &cl, &h);
+		test__clock_offset = 0;
+		if (!ASSERT_OK(rc, what))
+			break;
+		ASSERT_OK(h.srv_rc, what);
+		ASSERT_EQ(h.status, steps[i].status, what);
+		ASSERT_EQ(tls_verify_cache_hits() - before, steps[i].hits, what);
+		if (steps[i].status)
+			ASSERT_STRSTR(h.reason, "not yet valid", what);
+		hs_free(&h);
+	}
+	tls_srv_free(srv);
+}
