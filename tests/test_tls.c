@@ -1147,3 +1147,62 @@ void test_tls_verify_cache_clock_back(void)
 	}
 	tls_srv_free(srv);
 }
+
+/*
+ * Each server{} has its own verification cache: a chain accepted (and
+ * cached) on the default server, which trusts every test CA to depth 3, is
+ * verified again and refused on a server chosen by SNI that trusts the root
+ * to depth 1 only; and accepted from the cache again on the default.
+ */
+void test_tls_verify_cache_per_server(void)
+{
+	static const struct {
+		const char *sni;
+		int status;
+		unsigned long hits;
+		const char *reason;
+	} steps[] = {
+		{NULL, 0, 0, ""},
+		{NULL, 0, 1, ""},
+		{"strict.test", 495, 0, "verify depth 1 exceeded"},
+		{"strict.test", 495, 0, "verify depth 1 exceeded"},
+		{NULL, 0, 1, ""},
+	};
+	static char *strict[] = {"strict.test"};
+	struct tsrv t[2];
+	struct tls_srv *g[2] = {0};
+	char what[96];
+	struct hs h;
+
+	tsrv_init(&t[0], "ca-all.pem");
+	t[0].s.verify_depth = 3;
+	tsrv_init(&t[1], "ca-root.pem");
+	t[1].s.server_names = strict;
+	t[1].s.nserver_names = 1;
+	for (int i = 0; i < 2; i++) {
+		t[i].s.verify_failure = GW_VFAIL_HTTP;
+		g[i] = srv_new_ok(&t[i]);
+		if (!g[i])
+			goto out;
+	}
+	if (!ASSERT_OK(tls_srv_group(g, 2), "group"))
+		goto out;
+	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+		struct tcli cl = {.name = "client-int2", .sni = steps[i].sni};
+		unsigned long before = tls_verify_cache_hits();
+
+		snprintf(what, sizeof(what), "step %zu (%s)", i, steps[i].sni ? steps[i].sni : "default");
+		if (!ASSERT_OK(run_hs(g[0], &cl, &h), what))
+			break;
+		ASSERT_OK(h.srv_rc, what);
+		ASSERT_TRUE(h.picked == g[steps[i].sni ? 1 : 0], what);
+		ASSERT_EQ(h.status, steps[i].status, what);
+		ASSERT_EQ(tls_verify_cache_hits() - before, steps[i].hits, what);
+		if (steps[i].reason[0])
+			ASSERT_STRSTR(h.reason, steps[i].reason, what);
+		hs_free(&h);
+	}
+out:
+	for (int i = 0; i < 2; i++)
+		tls_srv_free(g[i]);
+}
