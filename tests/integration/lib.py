@@ -71,13 +71,45 @@ def need_gw():
         raise Skip("ktlsgw not built (%s)" % GW_BIN)
 
 
+_ports_given = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(family=socket.AF_INET):
+    """A TCP port nothing listens on, below the kernel's ephemeral range and not handed out
+    before in this run. A port from bind(0) is an ephemeral one: an outgoing connection (a
+    client's, a proxy's to its backend) could take it before the server under test binds it
+    (a sanitizer run once failed with "bind() ... (98: Address already in use)")."""
+    import random
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    hi = min(_ephemeral_low(), 65536) - 1
+    lo = max(1024, hi - 20000)
+    for _ in range(1000):
+        port = random.randint(lo, hi)
+        with _ports_lock:
+            if port in _ports_given:
+                continue
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        with _ports_lock:
+            if port in _ports_given:
+                continue
+            _ports_given.add(port)
+        return port
+    raise TestFailure("no free TCP port in %d-%d" % (lo, hi))
 
 
 def _listening_inodes(port):
