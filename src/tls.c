@@ -34,6 +34,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "gw/chain_digest.h"
 #include "gw/log.h"
 #include "gw/tls.h"
 #include "gw/ktls.h"
@@ -618,29 +619,12 @@ static bool vcache_events(struct tls_srv *t)
 	return true;
 }
 
-/* SHA-256 over the SHA-256 of each certificate the client sent, leaf first. */
+/* The key of @x's chain: chain_digest(), with @t's digest context (made on first use). */
 static bool vcache_key(struct tls_srv *t, X509_STORE_CTX *x, unsigned char *md)
 {
-	STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(x);
-	X509 *leaf = X509_STORE_CTX_get0_cert(x);
-	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned int dl;
-	bool ok;
-
-	ERR_set_mark();
 	if (!t->vmd)
 		t->vmd = EVP_MD_CTX_new();
-	ok = t->vmd && leaf && EVP_DigestInit_ex(t->vmd, t->sha256, NULL) &&
-	     X509_digest(leaf, t->sha256, d, &dl) && EVP_DigestUpdate(t->vmd, d, dl);
-	for (int i = 0; ok && sk && i < sk_X509_num(sk); i++) {
-		X509 *c = sk_X509_value(sk, i);
-
-		if (c != leaf)
-			ok = X509_digest(c, t->sha256, d, &dl) && EVP_DigestUpdate(t->vmd, d, dl);
-	}
-	ok = ok && EVP_DigestFinal_ex(t->vmd, md, &dl) && dl == SHA256_DIGEST_LENGTH;
-	ERR_pop_to_mark(); /* the handshake's own errors stay */
-	return ok;
+	return chain_digest(x, t->vmd, t->sha256, md);
 }
 
 static struct vcache_ent *vcache_slot(struct tls_srv *t, const unsigned char *md)
@@ -681,7 +665,6 @@ static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_
 			 time_t now)
 {
 	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(x);
-	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(x);
 	time_t until = (time_t)INT64_MAX;
 	struct vcache_ent *e;
 
@@ -692,11 +675,9 @@ static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_
 		}
 	if (!cert_next_change(X509_STORE_CTX_get0_cert(x), now, &until))
 		return;
+	/* the verified chain's others are store objects: in t->events already */
 	for (int i = 0; sent && i < sk_X509_num(sent); i++)
 		if (!cert_next_change(sk_X509_value(sent, i), now, &until))
-			return;
-	for (int i = 0; chain && i < sk_X509_num(chain); i++)
-		if (!cert_next_change(sk_X509_value(chain, i), now, &until))
 			return;
 	if (!t->vcache)
 		t->vcache = calloc(TLS_VCACHE_SLOTS, sizeof(*t->vcache));
