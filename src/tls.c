@@ -660,9 +660,16 @@ static bool cert_next_change(X509 *c, time_t now, time_t *until)
 	return true;
 }
 
-/* Keep the clean acceptance of the chain @md in @x until its result could change. */
-static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_CTX *x,
-			 time_t now)
+/*
+ * Keep the clean acceptance of the chain @md in @x, verified between @now and
+ * @done, until its result could change: the first validity change of a store
+ * object or sent certificate after @now. If one falls before @done, the
+ * checks may have seen two states: not stored. Otherwise nothing changed over
+ * [@now, until), which holds every instant the checks read, so the result is
+ * the same at any instant of it (and a clock set back before @now misses).
+ */
+static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_CTX *x, time_t now,
+			 time_t done)
 {
 	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(x);
 	time_t until = (time_t)INT64_MAX;
@@ -679,6 +686,8 @@ static void vcache_store(struct tls_srv *t, const unsigned char *md, X509_STORE_
 	for (int i = 0; sent && i < sk_X509_num(sent); i++)
 		if (!cert_next_change(sk_X509_value(sent, i), now, &until))
 			return;
+	if (done < now || until <= done) /* or the clock was set back meanwhile */
+		return;
 	if (!t->vcache)
 		t->vcache = calloc(TLS_VCACHE_SLOTS, sizeof(*t->vcache));
 	if (!t->vcache)
@@ -713,10 +722,9 @@ static int verify_chain(struct tls_srv *t, struct tls_conn *c, X509_STORE_CTX *x
 		return 1; /* X509_STORE_CTX_init() left the error at X509_V_OK */
 	}
 	ret = X509_verify_cert(x);
-	/* a verification that ran into the next second may have seen another validity */
 	if (keyed && ret > 0 && X509_STORE_CTX_get_error(x) == X509_V_OK &&
-	    (!c || c->err == X509_V_OK) && time(NULL) == now)
-		vcache_store(t, md, x, now);
+	    (!c || c->err == X509_V_OK))
+		vcache_store(t, md, x, now, time(NULL));
 	return ret;
 }
 

@@ -23,11 +23,14 @@ void test__sa6(struct sockaddr_in6 *s, const char *ip, int port)
 }
 
 long test__clock_offset;
+bool test__clock_tick;
 
 /*
  * The unit tests' wall clock: this time() replaces libc's for the whole
  * process, the gateway's code and OpenSSL's certificate checks alike, shifted
- * by test__clock_offset seconds (0 but in tests that move the clock).
+ * by test__clock_offset seconds (0 but in tests that move the clock). With
+ * test__clock_tick, each reading is a second later than the one before: a
+ * slow machine, where every step of a handshake lands in another second.
  */
 time_t time(time_t *tp)
 {
@@ -36,6 +39,8 @@ time_t time(time_t *tp)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	now = ts.tv_sec + test__clock_offset;
+	if (test__clock_tick)
+		test__clock_offset++;
 	if (tp)
 		*tp = now;
 	return now;

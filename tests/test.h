@@ -26,6 +26,8 @@ void test__sa4(struct sockaddr_in *s, const char *ip, int port);
 void test__sa6(struct sockaddr_in6 *s, const char *ip, int port);
 /* Seconds added to time() for the whole process (helpers.c); tests reset it to 0. */
 extern long test__clock_offset;
+/* When set, each time() reading advances the clock by one second (helpers.c). */
+extern bool test__clock_tick;
 
 /* Path of a generated test certificate file ($GW_CERTS/@name), static buffer. */
 const char *test__cert(const char *name);

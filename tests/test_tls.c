@@ -1149,6 +1149,113 @@ void test_tls_verify_cache_clock_back(void)
 }
 
 /*
+ * On a slow machine (CI's emulated VM) one verification runs over several
+ * seconds. Its acceptance is kept all the same when nothing it depends on
+ * changes validity meanwhile: here the clock advances a second at every
+ * reading, so each check of the verification reads another second.
+ */
+void test_tls_verify_cache_slow_verification(void)
+{
+	struct tcli cl = {.name = "client-good"};
+	struct tsrv t;
+	struct tls_srv *srv;
+	char what[64];
+	struct hs h;
+
+	tsrv_init(&t, "ca-root.pem");
+	t.s.verify_failure = GW_VFAIL_HTTP;
+	srv = srv_new_ok(&t);
+	if (!srv)
+		return;
+	for (int i = 0; i < 3; i++) {
+		unsigned long before = tls_verify_cache_hits();
+		int rc;
+
+		snprintf(what, sizeof(what), "handshake %d, ticking clock", i);
+		test__clock_tick = true;
+		rc = run_hs(srv, &cl, &h);
+		test__clock_tick = false;
+		if (!ASSERT_OK(rc, what))
+			break;
+		ASSERT_OK(h.srv_rc, what);
+		ASSERT_EQ(h.status, 0, what);
+		ASSERT_EQ(tls_verify_cache_hits() - before, i > 0, what);
+		hs_free(&h);
+	}
+	test__clock_offset = 0;
+	tls_srv_free(srv);
+}
+
+/*
+ * A client certificate that expires while handshakes keep coming, each
+ * verification spanning seconds (ticking clock, as above), starting two
+ * minutes before its notAfter: the chain is served from the cache before,
+ * and once a handshake is refused as expired, every later one is too, none
+ * from the cache.
+ */
+void test_tls_verify_cache_expiry_while_verifying(void)
+{
+	struct tcli cl = {.name = "client-good"};
+	unsigned long hits_before = 0, hits_after = 0;
+	int accepted = 0, refused = 0, late_accept = 0;
+	struct tsrv t;
+	struct tls_srv *srv;
+	time_t not_after;
+	struct tm tm;
+	char what[64];
+	struct hs h;
+	X509 *x;
+	FILE *f;
+
+	f = fopen(test__cert("client-good.crt"), "r");
+	if (!ASSERT_TRUE(f, "open client-good.crt"))
+		return;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!ASSERT_TRUE(x && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm), "client-good notAfter"))
+		return;
+	X509_free(x);
+	not_after = timegm(&tm);
+
+	tsrv_init(&t, "ca-root.pem");
+	t.s.verify_failure = GW_VFAIL_HTTP;
+	srv = srv_new_ok(&t);
+	if (!srv)
+		return;
+	test__clock_offset = 0;
+	test__clock_offset = (long)(not_after - 120 - time(NULL));
+	for (int i = 0; i < 200 && refused < 6; i++) {
+		unsigned long before = tls_verify_cache_hits();
+		int rc;
+
+		snprintf(what, sizeof(what), "handshake %d", i);
+		test__clock_tick = true;
+		rc = run_hs(srv, &cl, &h);
+		test__clock_tick = false;
+		if (!ASSERT_OK(rc, what) || !ASSERT_OK(h.srv_rc, what))
+			break;
+		if (h.status == 0) {
+			accepted++;
+			hits_before += tls_verify_cache_hits() - before;
+			late_accept += refused > 0;
+		} else {
+			refused++;
+			hits_after += tls_verify_cache_hits() - before;
+			ASSERT_EQ(h.status, 495, what);
+			ASSERT_STRSTR(h.reason, "expired", what);
+		}
+		hs_free(&h);
+	}
+	test__clock_offset = 0;
+	ASSERT_TRUE(accepted >= 2, "handshakes accepted before notAfter");
+	ASSERT_TRUE(hits_before >= 1, "accepted from the cache before notAfter");
+	ASSERT_EQ(refused, 6, "handshakes refused after notAfter");
+	ASSERT_EQ(late_accept, 0, "accepted after a refusal as expired");
+	ASSERT_EQ(hits_after, 0, "refused handshakes that touched the cache");
+	tls_srv_free(srv);
+}
+
+/*
  * Each server{} has its own verification cache: a chain accepted (and
  * cached) on the default server, which trusts every test CA to depth 3, is
  * verified again and refused on a server chosen by SNI that trusts the root
