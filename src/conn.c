@@ -683,6 +683,15 @@ static void client_recv(struct conn *c)
 		c->crx_busy = true;
 		return;
 	}
+	if (c->rx_ahead) {
+		/*
+		 * Bytes read ahead with the handshake: a receive that completes
+		 * at once (a NOP) decrypts them from the event loop, as any.
+		 */
+		io_uring_prep_nop(conn_sqe(c, OP_RECV_CLIENT));
+		c->crx_busy = true;
+		return;
+	}
 	if (prep_rx(c, OP_RECV_CLIENT, c->cfd, &c->crx)) {
 		conn_abort(c, "out of memory");
 		return;
@@ -1145,6 +1154,12 @@ static void on_client_recv(struct conn *c, int res, const char *data)
 	c->crx_busy = false;
 	if (c->state == CS_CLOSING)
 		return;
+	if (c->rx_ahead) {
+		/* client_recv()'s NOP: the records read ahead, none from the socket */
+		c->rx_ahead = false;
+		client_decrypt(c);
+		return;
+	}
 	if (res == -ENOBUFS)
 		c->w->rx_nobufs++;
 	if (res == -EAGAIN || res == -EINTR || res == -ENOBUFS) {
@@ -1582,18 +1597,28 @@ static int make_pipe(int p[2])
 	return 0;
 }
 
-/* Switch the finished handshake onto the relay BIO (tier U). */
+/*
+ * Switch the finished handshake onto the relay BIO (tier U). With read-ahead
+ * (no server{} of the listener can go tier K), what the client sent after
+ * its Finished in the same flight, a TLS 1.3 request say, may already sit in
+ * OpenSSL's read buffer: the BIO swap keeps it there, and the first
+ * client_recv() decrypts it before reading the socket again.
+ */
 static int use_relay_bio(struct conn *c)
 {
+	bool ahead = SSL_has_pending(c->ssl);
 	BIO *b;
 
-	/* read-ahead is off: nothing past the Finished message sits in OpenSSL */
-	if (SSL_has_pending(c->ssl))
+	/* without read-ahead nothing past Finished can sit in OpenSSL */
+	if (ahead && !SSL_get_read_ahead(c->ssl))
 		return -EPROTO;
 	b = relay_bio_new(c);
 	if (!b)
 		return -ENOMEM;
 	SSL_set_bio(c->ssl, b, b); /* one reference for both directions */
+	/* the relay hands OpenSSL whole receives: no read-ahead needed */
+	SSL_set_read_ahead(c->ssl, 0);
+	c->rx_ahead = ahead;
 	return 0;
 }
 

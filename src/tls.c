@@ -68,6 +68,7 @@ struct tls_srv {
 	size_t ngroup;
 	unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
 	unsigned int sid_ctx_len;
+	bool read_ahead; /* no server{} of the listen group can go tier K */
 };
 
 /*
@@ -1037,8 +1038,12 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 	SSL_CTX_set_options(ctx, SSL_OP_SINGLE_DH_USE | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	set_protocols(ctx, srv->protocols);
-	/* no read-ahead: kTLS takes over the socket with nothing buffered in OpenSSL */
+	/*
+	 * Read-ahead per connection (tls_ssl_new()): none where kTLS may take
+	 * over the socket, which must then hold every record after Finished.
+	 */
 	SSL_CTX_set_read_ahead(ctx, 0);
+	t->read_ahead = !(srv->ktls != GW_KTLS_OFF && ktls_kernel);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
 	/* tier K: OpenSSL puts what it can into the kernel; ktls_finish() the rest */
@@ -1331,11 +1336,17 @@ struct tls_srv *tls_srv_pick(struct tls_srv *const *group, size_t n, const char 
 
 int tls_srv_group(struct tls_srv **group, size_t n)
 {
+	bool read_ahead = true;
+
 	if (!group || n == 0)
 		return -EINVAL;
+	/* SNI may pick any of them after the ClientHello was read */
+	for (size_t i = 0; i < n; i++)
+		read_ahead = read_ahead && group[i]->read_ahead;
 	for (size_t i = 0; i < n; i++) {
 		group[i]->group = group;
 		group[i]->ngroup = n;
+		group[i]->read_ahead = read_ahead;
 		SSL_CTX_set_client_hello_cb(group[i]->ctx, tls_client_hello_cb, group[i]);
 		SSL_CTX_set_tlsext_servername_callback(group[i]->ctx, tls_servername_cb);
 		SSL_CTX_set_tlsext_servername_arg(group[i]->ctx, group[i]);
@@ -1370,6 +1381,13 @@ SSL *tls_ssl_new(struct tls_srv *t, int fd)
 		SSL_free(ssl);
 		goto err_clear;
 	}
+	/*
+	 * Tier U only: the handshake reads what the socket holds at once, not
+	 * a record header and then its body (12 read()s per new TLS 1.2 mTLS
+	 * handshake without, 3 with). Bytes read past Finished stay in
+	 * OpenSSL for the relay (tls_ssl_ahead()).
+	 */
+	SSL_set_read_ahead(ssl, t->read_ahead);
 	SSL_set_accept_state(ssl);
 	return ssl;
 

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include "test.h"
+#include "gw/ktls.h"
 #include "gw/tls.h"
 
 #define P 512
@@ -1312,4 +1313,54 @@ void test_tls_verify_cache_per_server(void)
 out:
 	for (int i = 0; i < 2; i++)
 		tls_srv_free(g[i]);
+}
+
+/*
+ * Read-ahead during the handshake only where no server{} of the listen group
+ * can go tier K: a kTLS kernel and ssl_ktls auto or on anywhere in the group
+ * (SNI may pick it after the ClientHello was read) turn it off.
+ */
+void test_tls_read_ahead_per_group(void)
+{
+	static const struct {
+		bool kernel;
+		enum gw_ktls a, b;
+		int want;
+	} cases[] = {
+		{false, GW_KTLS_AUTO, GW_KTLS_ON, 1},  {true, GW_KTLS_OFF, GW_KTLS_OFF, 1},
+		{true, GW_KTLS_OFF, GW_KTLS_AUTO, 0}, {true, GW_KTLS_ON, GW_KTLS_OFF, 0},
+		{true, GW_KTLS_AUTO, GW_KTLS_AUTO, 0},
+	};
+	bool saved = ktls_kernel;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct tsrv t[2];
+		struct tls_srv *g[2];
+		char what[64];
+		int sv[2];
+
+		snprintf(what, sizeof(what), "case %zu", i);
+		ktls_kernel = cases[i].kernel;
+		tsrv_init(&t[0], "ca-root.pem");
+		tsrv_init(&t[1], "ca-root.pem");
+		t[0].s.ktls = cases[i].a;
+		t[1].s.ktls = cases[i].b;
+		g[0] = srv_new_ok(&t[0]);
+		g[1] = srv_new_ok(&t[1]);
+		if (g[0] && g[1] && ASSERT_OK(tls_srv_group(g, 2), what) &&
+		    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), what)) {
+			for (int k = 0; k < 2; k++) {
+				SSL *ssl = tls_ssl_new(g[k], sv[0]);
+
+				if (ASSERT_TRUE(ssl, what))
+					ASSERT_EQ(SSL_get_read_ahead(ssl), cases[i].want, what);
+				SSL_free(ssl);
+			}
+			close(sv[0]);
+			close(sv[1]);
+		}
+		tls_srv_free(g[0]);
+		tls_srv_free(g[1]);
+	}
+	ktls_kernel = saved;
 }

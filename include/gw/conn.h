@@ -127,6 +127,7 @@ struct GW_OP_ALIGNED conn {
 	const char *rin;    /* tier U: received TLS bytes the read BIO hands OpenSSL */
 	size_t rin_len;
 	struct buf rin_left; /* a partial record kept until the rest arrives */
+	bool rx_ahead;	     /* tier U: records read ahead with Finished wait in OpenSSL */
 	bool crx_busy;
 	bool client_eof; /* close_notify or FIN from the client */
 	struct buf c2b;	 /* plaintext waiting to be sent to the backend */

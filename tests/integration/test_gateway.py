@@ -1127,3 +1127,115 @@ def t_verify_cache_clean():
                     check_eq(vc_get(ports["P0"], "/%s-%d" % (name, i), certname=name), exp,
                              "ssl_verify_cache %s: %s, connection %d" % (cache, name, i))
             check_eq(cache_hits(gw), hits, "ssl_verify_cache %s: chains from the cache" % cache)
+
+
+def handshake_then(c, data, split=0, pause=0.0):
+    """Handshake @c (TlsConn) and send @data (a list of writes, one record each) in the same
+    write as the client's last flight: in TLS 1.3 its Finished and the records right after.
+    With @split, the write stops @split bytes short (inside the last record) and the rest
+    follows @pause seconds later."""
+    while True:
+        try:
+            c.obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            c._flush()
+            c._fill()
+    for d in data:
+        c.obj.write(d)
+    out = c.out.read()
+    if split:
+        c.sock.sendall(out[:-split])
+        time.sleep(pause)
+        out = out[-split:]
+    c.sock.sendall(out)
+
+
+@test("gw/read-ahead/request-with-finished", timeout=120)
+def t_read_ahead_http():
+    """On tier U the handshake reads ahead: a request that arrives in the same TCP write as the
+    client's Finished (TLS 1.3), whole, cut inside its record, or two pipelined, is decrypted
+    from OpenSSL's buffer and answered, its forged identity headers replaced as always. A
+    client that fails verification gets nothing to the backend, its request in the same write
+    or not (ssl_verify_failure handshake, and http: the 400 page)."""
+    with EchoBackend() as be, gw_http(be) as gw:
+        for ver in ("1.3", "1.2"):
+            for how, split in (("whole", 0), ("cut", 7)):
+                path = "/ra/%s/%s" % (ver, how)
+                with TlsConn(port_of(gw), "client-good", version=ver) as c:
+                    handshake_then(c, [http_get(path, extra=FORGED_HDRS)], split, 0.3 * SLOW)
+                    r = read_response(c)
+                    check(r is not None and r.status == 200,
+                          "TLS%s %s: %r" % (ver, how, r and r.status))
+                    check_identity(rec_for(be, path), "client-good", "TLS%s %s" % (ver, how))
+            with TlsConn(port_of(gw), "client-good", version=ver) as c:
+                paths = ["/ra/%s/pipe-%d" % (ver, i) for i in (1, 2)]
+                handshake_then(c, [http_get(p) for p in paths])
+                rd = _TlsReader(c)
+                for p in paths:
+                    r = read_response(c, rd)
+                    check(r is not None and r.status == 200, "TLS%s %s: %r" % (
+                        ver, p, r and r.status))
+                    check_eq(json.loads(r.body)["target"], p, "TLS%s answer order" % ver)
+        for certname in ("client-expired", "client-self"):
+            with TlsConn(port_of(gw), certname, version="1.3") as c:
+                try:
+                    handshake_then(c, [http_get("/ra/refused/" + certname)])
+                    r = read_response(c)
+                except (ssl.SSLError, OSError):
+                    r = None
+                check(r is None, "%s: answered %r" % (certname, r and r.status))
+    with EchoBackend() as be, gw_http(be, extra="ssl_verify_failure http;") as gw:
+        with TlsConn(port_of(gw), "client-expired", version="1.3") as c:
+            handshake_then(c, [http_get("/ra/page")])
+            r = read_response(c)
+            check(r is not None and r.status == 400, "ssl_verify_failure http: %r" % (
+                r and r.status))
+        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+            handshake_then(c, [http_get("/ra/good")])
+            r = read_response(c)
+            check(r is not None and r.status == 200, "verified client: %r" % (r and r.status))
+        check_eq([r["target"] for r in be.requests], ["/ra/good"], "requests at the backend")
+
+
+@test("gw/read-ahead/stream-with-finished", timeout=120)
+def t_read_ahead_stream():
+    """Stream mode: bytes in the same write as the client's Finished (TLS 1.3), whole or cut
+    inside their record, reach the backend after the PROXY header, in order, and come back."""
+    payload = det_bytes(3000, b"ra-stream")  # all in one read-ahead
+    with ProxyReceiver() as be, gw_stream(be) as gw:
+        for how, split in (("whole", 0), ("cut", 11)):
+            with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+                handshake_then(c, [b"ECHO\n" + payload[:100], payload[100:]], split, 0.3 * SLOW)
+                # all of it echoed before the client sends anything else
+                got = _TlsReader(c).exact(len(payload))
+                check(got is not None, "%s: the echo stopped short" % how)
+                check_eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(payload).hexdigest(),
+                         "%s: echoed bytes" % how)
+                c.shutdown_write()
+                check_eq(c.recv_all(), b"", "%s: bytes after the echo" % how)
+        check_eq(len(be.headers), 2, "PROXY headers at the backend")
+
+
+@test("gw/read-ahead/handshake-reads", timeout=120)
+def t_read_ahead_reads():
+    """Tier U reads the client's handshake flights whole: read() calls per new mTLS connection
+    (handshake, one GET, close), counted by the kernel (/proc/PID/io syscr). Without read-ahead
+    OpenSSL reads each record's header and body apart: 12 per TLS 1.2 handshake."""
+    n = 20
+    with EchoBackend() as be, gw_http(be, extra="ssl_ktls off;") as gw:
+        def syscr():
+            with open("/proc/%d/io" % gw.proc.pid) as f:
+                return int(re.search(r"syscr: (\d+)", f.read()).group(1))
+        for ver in ("1.2", "1.3"):
+            before = syscr()
+            for i in range(n):
+                with TlsConn(port_of(gw), "client-good", version=ver) as c:
+                    c.handshake()
+                    c.send(http_get("/reads/%s/%d" % (ver, i), close=True))
+                    r = read_response(c)
+                    check(r is not None and r.status == 200, "TLS%s #%d: %r" % (
+                        ver, i, r and r.status))
+            per = (syscr() - before) / n
+            print("      TLS%s: %.1f read() calls per connection" % (ver, per))
+            check(per <= 5, "TLS%s: %.1f read() calls per connection" % (ver, per))
