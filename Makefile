@@ -66,7 +66,8 @@ build/ktlsgw: $(BIN)
 # Benchmark tools (src/bench/, not part of the gateway): the mTLS load generator and its
 # backend; OpenSSL and pthreads only.
 BENCH_LIBS := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto) -pthread
-$(OUT)/ktlsgw-bench: $(OUT)/src/bench/bench.o $(OUT)/src/bench/util.o $(OUT)/src/chain_digest.o
+$(OUT)/ktlsgw-bench: $(OUT)/src/bench/bench.o $(OUT)/src/bench/ec_legacy.o $(OUT)/src/bench/util.o \
+		     $(OUT)/src/chain_digest.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(BENCH_LIBS) -o $@
 $(OUT)/ktlsgw-bench-backend: $(OUT)/src/bench/backend.o $(OUT)/src/bench/util.o

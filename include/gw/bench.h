@@ -36,6 +36,12 @@ int bench_parse_size(const char *s, uint64_t *out);
  */
 bool bench_hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen);
 
+/*
+ * ktlsgw-bench: decode EC public keys with OpenSSL's legacy EC method, not the
+ * 3.0 provider decoders (src/bench/ec_legacy.c). false if it could not be set.
+ */
+bool bench_ec_legacy(void);
+
 #define HIST_SUB_BITS 10
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_MAX_EXP 31

@@ -135,7 +135,8 @@ def check_json(r, mode, requests, errors=None):
     """The JSON's shape and the invariants every run has."""
     for k in ("mode", "target", "threads", "connections", "tls_version", "cipher", "duration_s",
               "requests", "requests_per_s", "handshakes", "resumed", "handshakes_per_s",
-              "bytes_rx", "bytes_tx", "mb_per_s", "latency_us", "errors_total", "errors"):
+              "bytes_rx", "bytes_tx", "mb_per_s", "latency_us", "errors_total", "errors",
+              "ec_keys"):
         check(k in r, "JSON has no %r: %r" % (k, r))
     check_eq(r["mode"], mode, "mode")
     check_eq(sorted(r["errors"]), sorted(ERR_KINDS), "error kinds")
@@ -308,17 +309,21 @@ def t_refused():
 def t_server_verify():
     """ktlsgw-bench --ca: a server whose certificate the CAs do not sign fails every
     handshake (nothing is accepted unverified, the first time or later); against the right
-    CA all pass, the later ones with the chain verified once."""
+    CA all pass, the later ones with the chain verified once. The same with EC keys decoded
+    by OpenSSL's legacy EC method (the default) and by the provider decoders."""
     need_bench()
     be = Backend()
     with gateway(be.port) as gw:
-        for ver in ("1.3", "1.2"):
-            r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40", "--tls",
-                         ver, "--ca", cert("ca-other.pem"), want_rc=1)
-            check_json(r, "handshake", 0, {"handshake": 40})
-            r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40", "--tls",
-                         ver)
-            check_json(r, "handshake", 40)
+        for ec, extra in (("legacy", ()), ("provider", ("--provider-ec",))):
+            for ver in ("1.3", "1.2"):
+                r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40",
+                             "--tls", ver, "--ca", cert("ca-other.pem"), *extra, want_rc=1)
+                check_json(r, "handshake", 0, {"handshake": 40})
+                check_eq(r["ec_keys"], ec, "EC key decoding")
+                r, _ = bench("handshake", gw.ports["P0"], "-t", "2", "-c", "4", "-n", "40",
+                             "--tls", ver, *extra)
+                check_json(r, "handshake", 40)
+                check_eq(r["ec_keys"], ec, "EC key decoding")
 
 
 def gateway_env(be_port, env):
