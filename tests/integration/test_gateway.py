@@ -1129,11 +1129,11 @@ def t_verify_cache_clean():
             check_eq(cache_hits(gw), hits, "ssl_verify_cache %s: chains from the cache" % cache)
 
 
-def handshake_then(c, data, split=0, pause=0.0):
+def handshake_then(c, data, split=0, pause=0.0, close_notify=False, raw=b""):
     """Handshake @c (TlsConn) and send @data (a list of writes, one record each) in the same
-    write as the client's last flight: in TLS 1.3 its Finished and the records right after.
-    With @split, the write stops @split bytes short (inside the last record) and the rest
-    follows @pause seconds later."""
+    write as the client's last flight: in TLS 1.3 its Finished and the records right after,
+    then a close_notify if asked, then @raw bytes as they are. With @split, the write stops
+    @split bytes short (inside the last record) and the rest follows @pause seconds later."""
     while True:
         try:
             c.obj.do_handshake()
@@ -1143,7 +1143,12 @@ def handshake_then(c, data, split=0, pause=0.0):
             c._fill()
     for d in data:
         c.obj.write(d)
-    out = c.out.read()
+    if close_notify:
+        try:
+            c.obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+    out = c.out.read() + raw
     if split:
         c.sock.sendall(out[:-split])
         time.sleep(pause)
@@ -1177,6 +1182,21 @@ def t_read_ahead_http():
                     check(r is not None and r.status == 200, "TLS%s %s: %r" % (
                         ver, p, r and r.status))
                     check_eq(json.loads(r.body)["target"], p, "TLS%s answer order" % ver)
+        # the request and the client's close_notify with its Finished: answered, then closed
+        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+            handshake_then(c, [http_get("/ra/then-close")], close_notify=True)
+            r = read_response(c)
+            check(r is not None and r.status == 200, "request + close_notify: %r" % (
+                r and r.status))
+            check_identity(rec_for(be, "/ra/then-close"), "client-good", "request + close_notify")
+        # bytes that are no TLS record after Finished: closed, nothing reaches the backend
+        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+            handshake_then(c, [], raw=b"GET /ra/garbage HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                r = read_response(c)
+            except (ssl.SSLError, OSError):
+                r = None
+            check(r is None, "garbage after Finished: answered %r" % (r and r.status))
         for certname in ("client-expired", "client-self"):
             with TlsConn(port_of(gw), certname, version="1.3") as c:
                 try:
@@ -1185,6 +1205,8 @@ def t_read_ahead_http():
                 except (ssl.SSLError, OSError):
                     r = None
                 check(r is None, "%s: answered %r" % (certname, r and r.status))
+        check(not [r for r in be.requests if "garbage" in r["target"] or
+                   "refused" in r["target"]], "refused or garbage requests at the backend")
     with EchoBackend() as be, gw_http(be, extra="ssl_verify_failure http;") as gw:
         with TlsConn(port_of(gw), "client-expired", version="1.3") as c:
             handshake_then(c, [http_get("/ra/page")])
