@@ -1103,6 +1103,27 @@ void test_tls_verify_cache(void)
 	}
 }
 
+/* The verification cache tests' server: the root CA, refusals answered (status, reason seen). */
+static struct tls_srv *vc_root_srv(struct tsrv *t)
+{
+	tsrv_init(t, "ca-root.pem");
+	t->s.verify_failure = GW_VFAIL_HTTP;
+	return srv_new_ok(t);
+}
+
+/* run_hs() for client-good with the test clock at @offset, ticking with @tick. */
+static int hs_clock(struct tls_srv *srv, long offset, bool tick, struct hs *h)
+{
+	struct tcli cl = {.name = "client-good"};
+	int rc;
+
+	test__clock_offset = offset;
+	test__clock_tick = tick;
+	rc = run_hs(srv, &cl, h);
+	test__clock_tick = false;
+	return rc;
+}
+
 /*
  * A clock set back before a cached verification (NTP stepping back, a VM
  * snapshot restored) misses the cache: the chain is verified at the new time,
@@ -1118,15 +1139,11 @@ void test_tls_verify_cache_clock_back(void)
 	} steps[] = {
 		{0, 0, 0}, {0, 0, 1}, {-(86400L + 3600), 495, 0}, {0, 0, 1},
 	};
-	struct tcli cl = {.name = "client-good"};
 	struct tsrv t;
-	struct tls_srv *srv;
+	struct tls_srv *srv = vc_root_srv(&t);
 	char what[96];
 	struct hs h;
 
-	tsrv_init(&t, "ca-root.pem");
-	t.s.verify_failure = GW_VFAIL_HTTP;
-	srv = srv_new_ok(&t);
 	if (!srv)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
@@ -1134,8 +1151,7 @@ void test_tls_verify_cache_clock_back(void)
 		int rc;
 
 		snprintf(what, sizeof(what), "step %zu, clock %+ld s", i, steps[i].offset);
-		test__clock_offset = steps[i].offset;
-		rc = run_hs(srv, &cl, &h);
+		rc = hs_clock(srv, steps[i].offset, false, &h);
 		test__clock_offset = 0;
 		if (!ASSERT_OK(rc, what))
 			break;
@@ -1157,15 +1173,11 @@ void test_tls_verify_cache_clock_back(void)
  */
 void test_tls_verify_cache_slow_verification(void)
 {
-	struct tcli cl = {.name = "client-good"};
 	struct tsrv t;
-	struct tls_srv *srv;
+	struct tls_srv *srv = vc_root_srv(&t);
 	char what[64];
 	struct hs h;
 
-	tsrv_init(&t, "ca-root.pem");
-	t.s.verify_failure = GW_VFAIL_HTTP;
-	srv = srv_new_ok(&t);
 	if (!srv)
 		return;
 	for (int i = 0; i < 3; i++) {
@@ -1173,9 +1185,7 @@ void test_tls_verify_cache_slow_verification(void)
 		int rc;
 
 		snprintf(what, sizeof(what), "handshake %d, ticking clock", i);
-		test__clock_tick = true;
-		rc = run_hs(srv, &cl, &h);
-		test__clock_tick = false;
+		rc = hs_clock(srv, test__clock_offset, true, &h);
 		if (!ASSERT_OK(rc, what))
 			break;
 		ASSERT_OK(h.srv_rc, what);
@@ -1196,7 +1206,6 @@ void test_tls_verify_cache_slow_verification(void)
  */
 void test_tls_verify_cache_expiry_while_verifying(void)
 {
-	struct tcli cl = {.name = "client-good"};
 	unsigned long hits_before = 0, hits_after = 0;
 	int accepted = 0, refused = 0, late_accept = 0;
 	struct tsrv t;
@@ -1218,9 +1227,7 @@ void test_tls_verify_cache_expiry_while_verifying(void)
 	X509_free(x);
 	not_after = timegm(&tm);
 
-	tsrv_init(&t, "ca-root.pem");
-	t.s.verify_failure = GW_VFAIL_HTTP;
-	srv = srv_new_ok(&t);
+	srv = vc_root_srv(&t);
 	if (!srv)
 		return;
 	test__clock_offset = 0;
@@ -1230,9 +1237,7 @@ void test_tls_verify_cache_expiry_while_verifying(void)
 		int rc;
 
 		snprintf(what, sizeof(what), "handshake %d", i);
-		test__clock_tick = true;
-		rc = run_hs(srv, &cl, &h);
-		test__clock_tick = false;
+		rc = hs_clock(srv, test__clock_offset, true, &h);
 		if (!ASSERT_OK(rc, what) || !ASSERT_OK(h.srv_rc, what))
 			break;
 		if (h.status == 0) {
