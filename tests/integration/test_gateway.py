@@ -800,6 +800,43 @@ def t_one_ticket():
             check_identity(rec_for(be, path), "client-good", path)
 
 
+@test("gw/tls13-stateful-tickets-resume", timeout=60)
+def t_stateful_tickets():
+    """ssl_session_tickets off with a session cache (as nginx): TLS 1.3 resumption is
+    stateful, the ticket only names a session kept in the worker's cache (a few dozen bytes,
+    where a stateless ticket carries the encrypted session, client certificate included).
+    It resumes with the same identity at the backend; without a cache nothing resumes."""
+    def tickets(out):
+        return [int(n, 16) for n in re.findall(
+            r"<<< TLS 1.3, Handshake \[length ([0-9a-f]+)\], NewSessionTicket", out)]
+    sess = os.path.join(TMPROOT, "stateful-ticket.sess")
+    with EchoBackend() as be:
+        with gw_http(be) as gw:
+            out = s_client_get(port_of(gw), "/st-stateless", sess_out=sess)
+            stateless = tickets(out)
+            check(len(stateless) == 1 and stateless[0] > 400,
+                  "stateless ticket lengths %r" % stateless)
+        with gw_http(be, extra="ssl_session_cache shared:T13:1m; "
+                               "ssl_session_tickets off;") as gw:
+            out = s_client_get(port_of(gw), "/st-full", sess_out=sess)
+            check("HTTP/1.1 200" in out, "full handshake: no 200: %s" % out[-400:])
+            n = tickets(out)
+            check(len(n) == 1 and n[0] < 100, "stateful ticket lengths %r (stateless: %r)" % (
+                n, stateless))
+            out = s_client_get(port_of(gw), "/st-resumed", sess_in=sess)
+            check("Reused, TLSv1.3" in out, "not resumed: %s" % out[-600:])
+            check("HTTP/1.1 200" in out, "resumed: no 200: %s" % out[-400:])
+        with gw_http(be, extra="ssl_session_tickets off;") as gw:
+            out = s_client_get(port_of(gw), "/st-nocache", sess_out=sess)
+            check("HTTP/1.1 200" in out, "no cache: no 200: %s" % out[-400:])
+            out = s_client_get(port_of(gw), "/st-nocache-again", sess_in=sess)
+            check("Reused, TLSv1.3" not in out and "HTTP/1.1 200" in out,
+                  "no cache: resumed or failed: %s" % out[-600:])
+        for path in ("/st-stateless", "/st-full", "/st-resumed", "/st-nocache",
+                     "/st-nocache-again"):
+            check_identity(rec_for(be, path), "client-good", path)
+
+
 @test("gw/tls12-session-cache-expiry", timeout=60)
 def t_session_expiry():
     """TLS 1.2 session-id resumption from the server's cache (tickets off): a session resumes
