@@ -7,8 +7,9 @@
  * userspace, so the gateway derives the client's application traffic key
  * from CLIENT_TRAFFIC_SECRET_0 (captured by the keylog callback, never
  * logged) and sets SOL_TLS/TLS_RX itself (KERNEL-VM.md, measured on 6.1).
- * Read-ahead stays off, so nothing past the client's Finished sits in
- * OpenSSL; the switch is refused if anything does.
+ * Read-ahead is off wherever tier K is possible (tls_ssl_new()), so nothing
+ * past the client's Finished sits in OpenSSL; the switch is refused if
+ * anything does.
  */
 #include <errno.h>
 #include <linux/tls.h>
