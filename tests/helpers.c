@@ -24,6 +24,7 @@ void test__sa6(struct sockaddr_in6 *s, const char *ip, int port)
 
 long test__clock_offset;
 bool test__clock_tick;
+time_t test__clock_fixed;
 
 /*
  * The unit tests' wall clock: this time() replaces libc's for the whole
@@ -31,16 +32,22 @@ bool test__clock_tick;
  * by test__clock_offset seconds (0 but in tests that move the clock). With
  * test__clock_tick, each reading is a second later than the one before: a
  * slow machine, where every step of a handshake lands in another second.
+ * With test__clock_fixed set, the clock stands at that second instead of
+ * following the real one (and ticks from there with test__clock_tick).
  */
 time_t time(time_t *tp)
 {
 	struct timespec ts;
 	time_t now;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = ts.tv_sec + test__clock_offset;
-	if (test__clock_tick)
-		test__clock_offset++;
+	if (test__clock_fixed) {
+		now = test__clock_tick ? test__clock_fixed++ : test__clock_fixed;
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = ts.tv_sec + test__clock_offset;
+		if (test__clock_tick)
+			test__clock_offset++;
+	}
 	if (tp)
 		*tp = now;
 	return now;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <errno.h>
+#include <time.h>
 
 #define TEST(n) void n(void);
 #include "tests.h"
@@ -28,6 +29,8 @@ void test__sa6(struct sockaddr_in6 *s, const char *ip, int port);
 extern long test__clock_offset;
 /* When set, each time() reading advances the clock by one second (helpers.c). */
 extern bool test__clock_tick;
+/* Nonzero: time() stands at this second, not the real one (helpers.c); tests reset it. */
+extern time_t test__clock_fixed;
 
 /* Path of a generated test certificate file ($GW_CERTS/@name), static buffer. */
 const char *test__cert(const char *name);

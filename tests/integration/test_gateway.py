@@ -1193,87 +1193,126 @@ def handshake_then(c, data, split=0, pause=0.0, close_notify=False, raw=b""):
     c.sock.sendall(out)
 
 
-@test("gw/read-ahead/request-with-finished", timeout=120)
+def closed_promptly(c, what):
+    """@c's server answers nothing and closes (an alert, a reset or EOF) well before the
+    client's read timeout; returns the response if there was one (a failure)."""
+    t0 = time.monotonic()
+    try:
+        r = read_response(c)
+    except (ssl.SSLError, ConnectionError):
+        r = None
+    except OSError as e:  # the read timed out: the server neither answered nor closed
+        raise TestFailure("%s: no answer and not closed after %.1f s: %s" % (
+            what, time.monotonic() - t0, e))
+    check(time.monotonic() - t0 < 5 * SLOW, "%s: closed only after %.1f s" % (
+        what, time.monotonic() - t0))
+    return r
+
+
+@test("gw/read-ahead/request-with-finished", timeout=180)
 def t_read_ahead_http():
     """On tier U the handshake reads ahead: a request that arrives in the same TCP write as the
-    client's Finished (TLS 1.3), whole, cut inside its record, or two pipelined, is decrypted
-    from OpenSSL's buffer and answered, its forged identity headers replaced as always. A
-    client that fails verification gets nothing to the backend, its request in the same write
-    or not (ssl_verify_failure handshake, and http: the 400 page)."""
-    with EchoBackend() as be, gw_http(be) as gw:
-        for ver in ("1.3", "1.2"):
-            for how, split in (("whole", 0), ("cut", 7)):
-                path = "/ra/%s/%s" % (ver, how)
+    client's Finished (TLS 1.3, and a resumed TLS 1.2 handshake, whose Finished is the
+    client's last), whole, cut inside its record, two pipelined, or followed by close_notify,
+    is decrypted from OpenSSL's buffer and answered, its forged identity headers replaced as
+    always. Bytes that are no TLS record after Finished close the connection. A client that
+    fails verification gets nothing to the backend, its request in the same write or not
+    (ssl_verify_failure handshake, and http: the 400 page). Each case runs with ssl_ktls off
+    and with the default auto (tier K where the kernel has TLS: no read-ahead there)."""
+    for ktls in ("ssl_ktls off;", ""):
+        tag = "off" if ktls else "auto"
+        with EchoBackend() as be, gw_http(be, extra=ktls) as gw:
+            for ver in ("1.3", "1.2"):
+                for how, split in (("whole", 0), ("cut", 7)):
+                    path = "/ra/%s/%s/%s" % (tag, ver, how)
+                    with TlsConn(port_of(gw), "client-good", version=ver) as c:
+                        handshake_then(c, [http_get(path, extra=FORGED_HDRS)], split,
+                                       0.3 * SLOW)
+                        r = read_response(c)
+                        check(r is not None and r.status == 200,
+                              "%s TLS%s %s: %r" % (tag, ver, how, r and r.status))
+                        check_identity(rec_for(be, path), "client-good", path)
                 with TlsConn(port_of(gw), "client-good", version=ver) as c:
+                    paths = ["/ra/%s/%s/pipe-%d" % (tag, ver, i) for i in (1, 2)]
+                    handshake_then(c, [http_get(p) for p in paths])
+                    rd = _TlsReader(c)
+                    for p in paths:
+                        r = read_response(c, rd)
+                        check(r is not None and r.status == 200, "%s: %r" % (
+                            p, r and r.status))
+                        check_eq(json.loads(r.body)["target"], p, p + ": answer order")
+            # TLS 1.2 resumed: the client's Finished comes last, the request with it
+            with TlsConn(port_of(gw), "client-good", version="1.2") as c:
+                c.handshake()
+                c.send(http_get("/ra/%s/1.2-first" % tag))
+                check(read_response(c) is not None, "TLS 1.2 first connection: no answer")
+                sess = c.session
+            for how, split in (("whole", 0), ("cut", 7)):
+                path = "/ra/%s/1.2-resumed/%s" % (tag, how)
+                with TlsConn(port_of(gw), "client-good", version="1.2", session=sess) as c:
                     handshake_then(c, [http_get(path, extra=FORGED_HDRS)], split, 0.3 * SLOW)
+                    check(c.obj.session_reused, "%s: TLS 1.2 session not resumed" % path)
                     r = read_response(c)
-                    check(r is not None and r.status == 200,
-                          "TLS%s %s: %r" % (ver, how, r and r.status))
-                    check_identity(rec_for(be, path), "client-good", "TLS%s %s" % (ver, how))
-            with TlsConn(port_of(gw), "client-good", version=ver) as c:
-                paths = ["/ra/%s/pipe-%d" % (ver, i) for i in (1, 2)]
-                handshake_then(c, [http_get(p) for p in paths])
-                rd = _TlsReader(c)
-                for p in paths:
-                    r = read_response(c, rd)
-                    check(r is not None and r.status == 200, "TLS%s %s: %r" % (
-                        ver, p, r and r.status))
-                    check_eq(json.loads(r.body)["target"], p, "TLS%s answer order" % ver)
-        # the request and the client's close_notify with its Finished: answered, then closed
-        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
-            handshake_then(c, [http_get("/ra/then-close")], close_notify=True)
-            r = read_response(c)
-            check(r is not None and r.status == 200, "request + close_notify: %r" % (
-                r and r.status))
-            check_identity(rec_for(be, "/ra/then-close"), "client-good", "request + close_notify")
-        # bytes that are no TLS record after Finished: closed, nothing reaches the backend
-        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
-            handshake_then(c, [], raw=b"GET /ra/garbage HTTP/1.1\r\nHost: x\r\n\r\n")
-            try:
+                    check(r is not None and r.status == 200, "%s: %r" % (path, r and r.status))
+                    check_identity(rec_for(be, path), "client-good", path)
+            # the request and the client's close_notify with its Finished: answered
+            path = "/ra/%s/then-close" % tag
+            with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+                handshake_then(c, [http_get(path)], close_notify=True)
                 r = read_response(c)
-            except (ssl.SSLError, OSError):
-                r = None
-            check(r is None, "garbage after Finished: answered %r" % (r and r.status))
-        for certname in ("client-expired", "client-self"):
-            with TlsConn(port_of(gw), certname, version="1.3") as c:
-                try:
-                    handshake_then(c, [http_get("/ra/refused/" + certname)])
-                    r = read_response(c)
-                except (ssl.SSLError, OSError):
-                    r = None
-                check(r is None, "%s: answered %r" % (certname, r and r.status))
-        check(not [r for r in be.requests if "garbage" in r["target"] or
-                   "refused" in r["target"]], "refused or garbage requests at the backend")
-    with EchoBackend() as be, gw_http(be, extra="ssl_verify_failure http;") as gw:
-        with TlsConn(port_of(gw), "client-expired", version="1.3") as c:
-            handshake_then(c, [http_get("/ra/page")])
-            r = read_response(c)
-            check(r is not None and r.status == 400, "ssl_verify_failure http: %r" % (
-                r and r.status))
-        with TlsConn(port_of(gw), "client-good", version="1.3") as c:
-            handshake_then(c, [http_get("/ra/good")])
-            r = read_response(c)
-            check(r is not None and r.status == 200, "verified client: %r" % (r and r.status))
-        check_eq([r["target"] for r in be.requests], ["/ra/good"], "requests at the backend")
+                check(r is not None and r.status == 200, "%s: %r" % (path, r and r.status))
+                check_identity(rec_for(be, path), "client-good", path)
+            # bytes that are no TLS record after Finished: closed, nothing reaches the backend
+            with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+                handshake_then(c, [], raw=b"GET /ra/garbage HTTP/1.1\r\nHost: x\r\n\r\n")
+                r = closed_promptly(c, "%s: garbage after Finished" % tag)
+                check(r is None, "%s: garbage after Finished: answered %r" % (tag, r and r.status))
+            for certname in ("client-expired", "client-self"):
+                with TlsConn(port_of(gw), certname, version="1.3") as c:
+                    try:
+                        handshake_then(c, [http_get("/ra/refused/" + certname)])
+                    except (ssl.SSLError, ConnectionError):
+                        pass
+                    r = closed_promptly(c, "%s: %s" % (tag, certname))
+                    check(r is None, "%s: %s answered %r" % (tag, certname, r and r.status))
+            check(not [r for r in be.requests if "garbage" in r["target"] or
+                       "refused" in r["target"]], "refused or garbage requests at the backend")
+        with EchoBackend() as be, gw_http(be, extra=ktls + "ssl_verify_failure http;") as gw:
+            with TlsConn(port_of(gw), "client-expired", version="1.3") as c:
+                handshake_then(c, [http_get("/ra/page")])
+                r = read_response(c)
+                check(r is not None and r.status == 400, "%s ssl_verify_failure http: %r" % (
+                    tag, r and r.status))
+            with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+                handshake_then(c, [http_get("/ra/good")])
+                r = read_response(c)
+                check(r is not None and r.status == 200, "%s verified client: %r" % (
+                    tag, r and r.status))
+            check_eq([r["target"] for r in be.requests], ["/ra/good"],
+                     "%s: requests at the backend" % tag)
 
 
 @test("gw/read-ahead/stream-with-finished", timeout=120)
 def t_read_ahead_stream():
     """Stream mode: bytes in the same write as the client's Finished (TLS 1.3), whole or cut
-    inside their record, reach the backend after the PROXY header, in order, and come back."""
+    inside their record, reach the backend after the PROXY header, in order, and come back
+    (ssl_ktls off, and the default auto: tier K where the kernel has TLS)."""
     payload = det_bytes(3000, b"ra-stream")  # all in one read-ahead
-    with ProxyReceiver() as be, gw_stream(be) as gw:
-        for how, split in (("whole", 0), ("cut", 11)):
-            with TlsConn(port_of(gw), "client-good", version="1.3") as c:
-                handshake_then(c, [b"ECHO\n" + payload[:100], payload[100:]], split, 0.3 * SLOW)
-                # all of it echoed before the client sends anything else
-                got = _TlsReader(c).exact(len(payload))
-                check(got is not None, "%s: the echo stopped short" % how)
-                check_eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(payload).hexdigest(),
-                         "%s: echoed bytes" % how)
-                c.shutdown_write()
-                check_eq(c.recv_all(), b"", "%s: bytes after the echo" % how)
-        check_eq(len(be.headers), 2, "PROXY headers at the backend")
+    for ktls in ("ssl_ktls off;", ""):
+        with ProxyReceiver() as be, gw_stream(be, extra=ktls) as gw:
+            for how, split in (("whole", 0), ("cut", 11)):
+                what = "%s %s" % (ktls or "auto", how)
+                with TlsConn(port_of(gw), "client-good", version="1.3") as c:
+                    handshake_then(c, [b"ECHO\n" + payload[:100], payload[100:]], split,
+                                   0.3 * SLOW)
+                    # all of it echoed before the client sends anything else
+                    got = _TlsReader(c).exact(len(payload))
+                    check(got is not None, "%s: the echo stopped short" % what)
+                    check_eq(hashlib.sha256(got).hexdigest(),
+                             hashlib.sha256(payload).hexdigest(), "%s: echoed bytes" % what)
+                    c.shutdown_write()
+                    check_eq(c.recv_all(), b"", "%s: bytes after the echo" % what)
+            check_eq(len(be.headers), 2, "PROXY headers at the backend")
 
 
 @test("gw/read-ahead/handshake-reads", timeout=120)
