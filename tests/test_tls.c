@@ -1124,6 +1124,23 @@ static int hs_clock(struct tls_srv *srv, long offset, bool tick, struct hs *h)
 	return rc;
 }
 
+/* client-good's notBefore (@after false) or notAfter, in epoch seconds; 0 on failure. */
+static time_t good_cert_time(bool after)
+{
+	FILE *f = fopen(test__cert("client-good.crt"), "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	struct tm tm;
+	time_t t = 0;
+
+	if (f)
+		fclose(f);
+	if (x && ASN1_TIME_to_tm(after ? X509_get0_notAfter(x) : X509_get0_notBefore(x), &tm))
+		t = timegm(&tm);
+	X509_free(x);
+	ASSERT_TRUE(t, after ? "client-good notAfter" : "client-good notBefore");
+	return t;
+}
+
 /*
  * A clock set back before a cached verification (NTP stepping back, a VM
  * snapshot restored) misses the cache: the chain is verified at the new time,
@@ -1208,24 +1225,14 @@ void test_tls_verify_cache_expiry_while_verifying(void)
 {
 	unsigned long hits_before = 0;
 	int accepted = 0, refused = 0, late_accept = 0;
+	time_t not_after = good_cert_time(true);
 	struct tsrv t;
 	struct tls_srv *srv;
-	time_t not_after;
-	struct tm tm;
 	char what[64];
 	struct hs h;
-	X509 *x;
-	FILE *f;
 
-	f = fopen(test__cert("client-good.crt"), "r");
-	if (!ASSERT_TRUE(f, "open client-good.crt"))
+	if (!not_after)
 		return;
-	x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!ASSERT_TRUE(x && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm), "client-good notAfter"))
-		return;
-	X509_free(x);
-	not_after = timegm(&tm);
 
 	srv = vc_root_srv(&t);
 	if (!srv)
@@ -1271,21 +1278,10 @@ void test_tls_verify_cache_expiry_while_verifying(void)
 void test_tls_verify_cache_valid_while_verifying(void)
 {
 	bool accepted[64] = {false}, straddled = false;
-	time_t not_before;
-	struct tm tm;
-	X509 *x;
-	FILE *f;
+	time_t not_before = good_cert_time(false);
 
-	f = fopen(test__cert("client-good.crt"), "r");
-	if (!ASSERT_TRUE(f, "open client-good.crt"))
+	if (!not_before)
 		return;
-	x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!ASSERT_TRUE(x && ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm),
-			 "client-good notBefore"))
-		return;
-	X509_free(x);
-	not_before = timegm(&tm);
 
 	for (int k = 1; k < (int)ARRAY_SIZE(accepted) && !straddled; k++) {
 		struct tsrv t;
