@@ -1391,7 +1391,7 @@ void test_tls_read_ahead_per_group(void)
 		int want;
 	} cases[] = {
 		{false, GW_KTLS_AUTO, GW_KTLS_ON, 1},  {true, GW_KTLS_OFF, GW_KTLS_OFF, 1},
-		{true, GW_KTLS_OFF, GW_KTLS_AUTO, 0}, {true, GW_KTLS_ON, GW_KTLS_OFF, 0},
+		{true, GW_KTLS_OFF, GW_KTLS_AUTO, 0},  {true, GW_KTLS_ON, GW_KTLS_OFF, 0},
 		{true, GW_KTLS_AUTO, GW_KTLS_AUTO, 0},
 	};
 	bool saved = ktls_kernel;

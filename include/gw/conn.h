@@ -129,8 +129,8 @@ struct GW_OP_ALIGNED conn {
 	struct buf rin_left; /* a partial record kept until the rest arrives */
 	bool rx_ahead;	     /* tier U: records read ahead with Finished wait in OpenSSL */
 	bool crx_busy;
-	bool client_eof; /* close_notify or FIN from the client */
-	struct buf c2b;	 /* plaintext waiting to be sent to the backend */
+	bool client_eof;      /* close_notify or FIN from the client */
+	struct buf c2b;	      /* plaintext waiting to be sent to the backend */
 	struct buf c2b_later; /* produced while a send of c2b was in flight */
 	char upg_peek[12];    /* first bytes of the answer to an Upgrade request */
 	size_t upg_len;
