@@ -1634,7 +1634,7 @@ static int choose_tier(struct conn *c)
 	char why[160];
 	int r = 0;
 
-	if (ktls_kernel && c->srv->ktls != GW_KTLS_OFF)
+	if (ktls_possible(c->srv))
 		r = ktls_finish(c->ssl, c->cfd, why, sizeof(why));
 	if (r < 0) {
 		/* a key is in the kernel but not both: never write to this socket */

@@ -1039,15 +1039,14 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 					 SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	set_protocols(ctx, srv->protocols);
 	/*
-	 * Read-ahead per connection (tls_ssl_new()): none where kTLS may take
-	 * over the socket, which must then hold every record after Finished.
+	 * Read-ahead, set per connection (tls_ssl_new()): none where kTLS may
+	 * take over the socket, which must then hold every record after Finished.
 	 */
-	SSL_CTX_set_read_ahead(ctx, 0);
-	t->read_ahead = !(srv->ktls != GW_KTLS_OFF && ktls_kernel);
+	t->read_ahead = !ktls_possible(srv);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
 	/* tier K: OpenSSL puts what it can into the kernel; ktls_finish() the rest */
-	if (srv->ktls != GW_KTLS_OFF && ktls_kernel)
+	if (ktls_possible(srv))
 		ktls_ctx_setup(ctx);
 	SSL_CTX_set_default_passwd_cb(ctx, pem_no_password);
 
@@ -1385,7 +1384,7 @@ SSL *tls_ssl_new(struct tls_srv *t, int fd)
 	 * Tier U only: the handshake reads what the socket holds at once, not
 	 * a record header and then its body (12 read()s per new TLS 1.2 mTLS
 	 * handshake without, 3 with). Bytes read past Finished stay in
-	 * OpenSSL for the relay (tls_ssl_ahead()).
+	 * OpenSSL for the relay (conn.c use_relay_bio()).
 	 */
 	SSL_set_read_ahead(ssl, t->read_ahead);
 	SSL_set_accept_state(ssl);

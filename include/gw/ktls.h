@@ -7,9 +7,16 @@
 
 #include <stdbool.h>
 #include <openssl/ssl.h>
+#include "gw/config.h"
 
 /* Set at start-up from the probe: the kernel accepts the "tls" ULP. */
 extern bool ktls_kernel;
+
+/* Can a connection of server{} @s go tier K (ssl_ktls not off, kernel TLS here)? */
+static inline bool ktls_possible(const struct gw_server *s)
+{
+	return ktls_kernel && s->ktls != GW_KTLS_OFF;
+}
 
 /* Allocate the per-SSL secret slot. Returns 0 or -ENOMEM. */
 int ktls_init(void);
