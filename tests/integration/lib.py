@@ -814,11 +814,14 @@ class TlsConn:
         else:
             self.inc.write(d)
 
-    def handshake(self):
+    def handshake(self, flush=True):
+        """Complete the handshake; with flush=False the client's last flight stays in the
+        outgoing BIO (to be sent with what follows it)."""
         while True:
             try:
                 self.obj.do_handshake()
-                self._flush()
+                if flush:
+                    self._flush()
                 return self
             except ssl.SSLWantReadError:
                 self._flush()

@@ -1171,13 +1171,7 @@ def handshake_then(c, data, split=0, pause=0.0, close_notify=False, raw=b""):
     write as the client's last flight: in TLS 1.3 its Finished and the records right after,
     then a close_notify if asked, then @raw bytes as they are. With @split, the write stops
     @split bytes short (inside the last record) and the rest follows @pause seconds later."""
-    while True:
-        try:
-            c.obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            c._flush()
-            c._fill()
+    c.handshake(flush=False)
     for d in data:
         c.obj.write(d)
     if close_notify:
