@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -231,8 +232,9 @@ class Server:
     http / stream: lists of server{} blocks (text with @PLACEHOLDERS@);
     extra_gw: text appended inside each gw server{} (e.g. ssl_verify_failure)."""
 
-    def __init__(self, kind, http=(), stream=(), ports=None, name="srv", top=""):
+    def __init__(self, kind, http=(), stream=(), ports=None, name="srv", top="", thp=True):
         self.kind = kind
+        self.thp = thp
         self.dir = tempfile.mkdtemp(prefix="%s-%s-" % (kind, name), dir=TMPROOT)
         self.ports = dict(ports or {})
         self.proc = None
@@ -269,8 +271,18 @@ class Server:
 
     def argv(self):
         if self.kind == "nginx":
-            return [NGINX_BIN, "-p", self.dir + "/", "-c", self.conf, "-g", "daemon off;"]
-        return [GW_BIN, "-c", self.conf]
+            argv = [NGINX_BIN, "-p", self.dir + "/", "-c", self.conf, "-g", "daemon off;"]
+        else:
+            argv = [GW_BIN, "-c", self.conf]
+        if not self.thp:
+            # prctl(PR_SET_THP_DISABLE) survives execve: the server's memory comes in
+            # 4 KiB pages even where transparent huge pages are "always" (Debian's 6.1
+            # kernel in the VM), so RSS measures what it touched, not 2 MiB rounding
+            argv = [sys.executable, "-c", "import ctypes, os, sys\n"
+                    "if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0):\n"
+                    "    sys.exit('PR_SET_THP_DISABLE: %s' % os.strerror(ctypes.get_errno()))\n"
+                    "os.execv(sys.argv[1], sys.argv[1:])"] + argv
+        return argv
 
     def start(self, wait_ports=None, timeout=10.0):
         if self.kind == "gw":
