@@ -1766,6 +1766,23 @@ static int h_worker_connections(struct cf_parser *p, struct cf_node *n, struct c
 	return 0;
 }
 
+static int h_worker_rlimit_nofile(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+				  const struct cf_kw *kw)
+{
+	long v;
+
+	if (cf_parse_int(n->args[1], INT32_MAX, &v) || v == 0) {
+		nerr(p, n, "\"worker_rlimit_nofile\" directive invalid number");
+		return 0;
+	}
+	if (p->cfg->worker_rlimit_nofile) {
+		nerr(p, n, "\"worker_rlimit_nofile\" directive is duplicate");
+		return 0;
+	}
+	p->cfg->worker_rlimit_nofile = v;
+	return 0;
+}
+
 static int h_error_log(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 		       const struct cf_kw *kw)
 {
@@ -1891,6 +1908,7 @@ static const struct cf_enum vfail_vals[] = {
 static const struct cf_kw cf_keywords[] = {
 	/* main */
 	{"worker_processes", CTX_MAIN, 1, 1, false, h_worker_processes, -1, 0, NULL},
+	{"worker_rlimit_nofile", CTX_MAIN, 1, 1, false, h_worker_rlimit_nofile, -1, 0, NULL},
 	{"error_log", CTX_MAIN | CTX_ALLSRV, 1, 2, false, h_error_log, -1, 0, NULL},
 	{"pid", CTX_MAIN, 1, 1, false, h_pid, -1, 0, NULL},
 	{"daemon", CTX_MAIN, 1, 1, false, h_daemon, -1, 0, NULL},
@@ -1950,7 +1968,6 @@ static const struct cf_kw cf_keywords[] = {
  * warning, otherwise ignored (DESIGN.md: "a clear error or an explicit,
  * logged no-op"). Why each one is harmless:
  *   user                        we run as the user that started us (no privilege drop)
- *   worker_rlimit_nofile        the limit of the starting shell applies
  *   worker_cpu_affinity, worker_priority, worker_shutdown_timeout, timer_resolution,
  *   pcre_jit, load_module, env, lock_file, working_directory, thread_pool:
  *                               nginx process/module tuning without a ktlsgw equivalent
@@ -1989,7 +2006,6 @@ struct cf_noop {
 
 static const struct cf_noop cf_noops[] = {
 	{"user", false},
-	{"worker_rlimit_nofile", false},
 	{"worker_cpu_affinity", false},
 	{"worker_priority", false},
 	{"worker_shutdown_timeout", false},

@@ -184,6 +184,20 @@ void conn_abort(struct conn *c, const char *reason)
 	/* freed by conn_maybe_free() from the caller's frame, never here */
 }
 
+/*
+ * Free the SSL of @c. SSL_free() drops the session from the cache unless
+ * OpenSSL saw a shutdown: tier K sends its close_notify through the kernel
+ * and an idle timeout sends none, so mark it, as nginx does on its timeouts
+ * and errors (a fatal alert removed the session already).
+ */
+static void conn_ssl_free(struct conn *c)
+{
+	if (c->ssl && SSL_is_init_finished(c->ssl))
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+}
+
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -205,15 +219,7 @@ static void conn_free(struct conn *c)
 		if (c->p2[i] >= 0)
 			close(c->p2[i]);
 	}
-	if (c->ssl && SSL_is_init_finished(c->ssl))
-		/*
-		 * SSL_free() drops the session from the cache unless OpenSSL saw a
-		 * shutdown: tier K sends its close_notify through the kernel and an
-		 * idle timeout sends none, so mark it, as nginx does on its
-		 * timeouts and errors (a fatal alert removed the session already).
-		 */
-		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-	SSL_free(c->ssl);
+	conn_ssl_free(c);
 	identity_clear(&c->ident);
 	http_parser_free(&c->hp);
 	buf_free(&c->c2b);
@@ -1564,11 +1570,32 @@ static void on_connect(struct conn *c, int res)
 	relay_start(c);
 }
 
+static int make_pipe(int p[2])
+{
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
+		return -errno;
+	/* room for a few records per splice; the default 64 KiB also works */
+	fcntl(p[0], F_SETPIPE_SZ, GW_PIPE_SIZE);
+	return 0;
+}
+
 static void backend_connect(struct conn *c)
 {
 	const struct gw_server *s = c->srv;
 	struct io_uring_sqe *sqe;
 
+	/*
+	 * Tier K splices through two pipes, made with the backend connection:
+	 * an idle http client holds no pipe (4 descriptors fewer).
+	 */
+	if (c->tier_k && ktls_splice && c->p1[0] < 0 && (make_pipe(c->p1) || make_pipe(c->p2))) {
+		conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
+		if (s->mode == GW_MODE_HTTP)
+			conn_answer_error(c, 502, "no pipe for the splice relay");
+		else
+			conn_finish(c, "no pipe for the splice relay");
+		return;
+	}
 	c->bfd = socket(s->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
 		conn_log(c, GW_LOG_ERR, "backend socket: %s", strerror(errno));
@@ -1586,15 +1613,6 @@ static void backend_connect(struct conn *c)
 							  : 60000);
 	sqe = conn_sqe(c, OP_CONNECT);
 	io_uring_prep_connect(sqe, c->bfd, (struct sockaddr *)&s->backend, s->backendlen);
-}
-
-static int make_pipe(int p[2])
-{
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
-		return -errno;
-	/* room for a few records per splice; the default 64 KiB also works */
-	fcntl(p[0], F_SETPIPE_SZ, GW_PIPE_SIZE);
-	return 0;
 }
 
 /*
@@ -1646,11 +1664,6 @@ static int choose_tier(struct conn *c)
 		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
-		if (ktls_splice && (make_pipe(c->p1) || make_pipe(c->p2))) {
-			conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
-			conn_abort(c, "no pipe for the splice relay");
-			return -ECANCELED;
-		}
 		return 0;
 	}
 	if (ktls_kernel && c->srv->ktls == GW_KTLS_ON) {
@@ -1699,10 +1712,18 @@ static void handshake_done(struct conn *c)
 	c->rw.header_buffer_count = c->srv->header_buffer_count;
 	c->rw.header_buffer_size = c->srv->header_buffer_size;
 
-	if (dec) {
+	if (dec)
 		conn_log(c, GW_LOG_INFO,
 			 "client %s rejected: %s (ssl_verify_failure http: answering %d)",
 			 c->peer_text, tls_ssl_reason(c->ssl), status);
+	if (c->tier_k)
+		/*
+		 * The keys are in the kernel, the session is in the cache (if any)
+		 * and the identity holds its own references: OpenSSL's state, most
+		 * of what an idle connection costs, is not needed any more.
+		 */
+		conn_ssl_free(c);
+	if (dec) {
 		if (c->srv->mode != GW_MODE_HTTP || c->srv->verify_failure != GW_VFAIL_HTTP) {
 			/* never reaches a backend */
 			conn_abort(c, "client certificate rejected");

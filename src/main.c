@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
@@ -286,6 +287,35 @@ static void apply_logging(const struct gw_config *cfg)
 	gw_log_verbosity = (enum gw_log_level)cfg->error_log_level;
 }
 
+/*
+ * The open-file limit: worker_rlimit_nofile N sets it (soft and hard) to N,
+ * as nginx does; without it the soft limit is raised to the hard one. A
+ * tier K connection with its backend holds six descriptors (two sockets, two
+ * splice pipes), and where systemd starts a session the soft limit is 1024
+ * for the sake of select(), which nothing here uses.
+ */
+static void apply_nofile(const struct gw_config *cfg)
+{
+	struct rlimit rl;
+
+	if (cfg->worker_rlimit_nofile) {
+		rl.rlim_cur = rl.rlim_max = (rlim_t)cfg->worker_rlimit_nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			pr_alert("setrlimit(RLIMIT_NOFILE, %ld) failed (%d: %s)",
+				 cfg->worker_rlimit_nofile, errno, strerror(errno));
+		return;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("raising the open-file limit to its hard limit %lu: %s",
+			(unsigned long)rl.rlim_max, strerror(errno));
+	else
+		pr_info("open-file limit raised to the hard limit, %lu",
+			(unsigned long)rl.rlim_max);
+}
+
 static void open_access_logs(struct worker *w, const struct gw_config *cfg)
 {
 	for (size_t i = 0; i < cfg->nservers; i++) {
@@ -402,6 +432,7 @@ static int reload(struct worker *w)
 	    (!cfg->pid && pid_written))
 		pr_warn("reload: a changed \"pid\" takes effect on restart");
 	apply_logging(cfg);
+	apply_nofile(cfg);
 	close_access_logs(w);
 	open_access_logs(w, cfg);
 	generation_put(old); /* freed now if no connection uses it */
@@ -479,6 +510,7 @@ int main(int argc, char **argv)
 		int code;
 
 		apply_logging(cfg);
+		apply_nofile(cfg);
 		if (cfg->daemon && daemon(1, 0)) {
 			fprintf(stderr, "ktlsgw: [emerg] daemon(): %s\n", strerror(errno));
 			return 1;
@@ -519,6 +551,7 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	apply_logging(cfg);
+	apply_nofile(cfg);
 	ret = worker_init(&w, cfg);
 	if (ret)
 		return 1;

@@ -138,6 +138,7 @@ void test_config_defaults(void)
 		goto out;
 	ASSERT_EQ(cfg->worker_processes, 1, "worker_processes");
 	ASSERT_EQ(cfg->worker_connections, 512, "worker_connections");
+	ASSERT_EQ(cfg->worker_rlimit_nofile, 0, "worker_rlimit_nofile not set");
 	ASSERT_EQ(cfg->error_log_level, GW_LOG_ERR, "error_log level");
 	ASSERT_TRUE(cfg->error_log == NULL, "error_log stderr");
 	ASSERT_FALSE(cfg->daemon, "daemon off");
@@ -448,6 +449,12 @@ void test_config_error_messages(void)
 	expect_err("server {\n" TLS_OK "ssl_protocols TLSv9;\n}\n",
 		   "/etc/gw/gw.conf:3: invalid value \"TLSv9\" in \"ssl_protocols\" directive");
 	expect_err("server {\n" TLS_OK "}\n}\n", "/etc/gw/gw.conf:4: unexpected \"}\"");
+	expect_err("worker_rlimit_nofile 0;\nserver {\n" TLS_OK "}\n",
+		   "/etc/gw/gw.conf:1: \"worker_rlimit_nofile\" directive invalid number");
+	expect_err("worker_rlimit_nofile 1k;\nserver {\n" TLS_OK "}\n",
+		   "/etc/gw/gw.conf:1: \"worker_rlimit_nofile\" directive invalid number");
+	expect_err("worker_rlimit_nofile 100;\nworker_rlimit_nofile 200;\nserver {\n" TLS_OK "}\n",
+		   "/etc/gw/gw.conf:2: \"worker_rlimit_nofile\" directive is duplicate");
 	expect_err("server {\n" TLS_OK "\n",
 		   "/etc/gw/gw.conf:4: unexpected end of file, expecting \"}\"");
 	expect_err("server {\n" TLS_OK "server_name x\n",
@@ -1081,6 +1088,7 @@ void test_config_sample_files(void)
 	if (ASSERT_OK_PTR(cfg, "full") && ASSERT_EQ(cfg->nservers, 3, "full servers")) {
 		ASSERT_EQ(cfg->worker_processes, 0, "auto");
 		ASSERT_EQ(cfg->worker_connections, 1024, "worker_connections");
+		ASSERT_EQ(cfg->worker_rlimit_nofile, 65536, "worker_rlimit_nofile");
 		ASSERT_EQ(cfg->error_log_level, GW_LOG_WARN, "error_log level");
 		ASSERT_STREQ(cfg->metrics_listen, "127.0.0.1:19100", "metrics");
 		s = &cfg->servers[0];

@@ -192,6 +192,8 @@ struct gw_config {
 	bool daemon;	      /* default off: -c runs in the foreground */
 	char *metrics_listen; /* parsed, served by the operations issue */
 	int worker_connections; /* events{}: max connections per worker, default 512 */
+	/* open-file limit (soft and hard) to set; 0: the soft limit is raised to the hard one */
+	long worker_rlimit_nofile;
 
 	struct gw_server *servers;
 	size_t nservers;

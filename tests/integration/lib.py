@@ -232,9 +232,11 @@ class Server:
     http / stream: lists of server{} blocks (text with @PLACEHOLDERS@);
     extra_gw: text appended inside each gw server{} (e.g. ssl_verify_failure)."""
 
-    def __init__(self, kind, http=(), stream=(), ports=None, name="srv", top="", thp=True):
+    def __init__(self, kind, http=(), stream=(), ports=None, name="srv", top="", thp=True,
+                 prefix=()):
         self.kind = kind
         self.thp = thp
+        self.prefix = list(prefix)  # a command that execs the rest (prlimit ...)
         self.dir = tempfile.mkdtemp(prefix="%s-%s-" % (kind, name), dir=TMPROOT)
         self.ports = dict(ports or {})
         self.proc = None
@@ -282,7 +284,7 @@ class Server:
                     "if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0):\n"
                     "    sys.exit('PR_SET_THP_DISABLE: %s' % os.strerror(ctypes.get_errno()))\n"
                     "os.execv(sys.argv[1], sys.argv[1:])"] + argv
-        return argv
+        return self.prefix + argv
 
     def start(self, wait_ports=None, timeout=10.0):
         if self.kind == "gw":

@@ -3,13 +3,14 @@
 main.c): each one failed before its fix."""
 
 import hashlib
+import shutil
 import os
 import signal
 import socket
 import subprocess
 import time
 
-from lib import (EchoBackend, TlsConn, _ThreadedServer, _TlsReader, cert, check, check_eq,
+from lib import (EchoBackend, Skip, TlsConn, _ThreadedServer, _TlsReader, cert, check, check_eq,
                  free_port, http_get, read_response, test, SLOW)
 from test_gateway import gw_http, port_of
 
@@ -225,6 +226,40 @@ def t_full_conf():
     for seed in ("seed-server1.conf", "seed-server2.conf"):
         rc, out = run_check(os.path.join(d, seed))
         check(rc == 0 and "test is successful" in out, "%s: %r" % (seed, out[-400:]))
+
+
+def nofile_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for ln in f:
+            if ln.startswith("Max open files"):
+                return tuple(int(x) for x in ln.split()[3:5])
+    return None
+
+
+@test("cli/open-file-limit", timeout=120)
+def t_nofile():
+    """The soft open-file limit is raised to the hard one at start (a shell's 1024 would
+    cap a tier K gateway at ~170 busy connections): started under 256:4096, 300 idle
+    verified clients fit and the last one is served. worker_rlimit_nofile N sets both
+    limits to N, as nginx does."""
+    from test_gateway import open_verified
+    if not shutil.which("prlimit"):
+        raise Skip("no prlimit (util-linux)")
+    with EchoBackend() as be, gw_http(be, prefix=["prlimit", "--nofile=256:4096", "--"]) as gw:
+        conns = open_verified(port_of(gw), 300)
+        rd = _TlsReader(conns[-1])
+        conns[-1].send(http_get("/300th"))
+        resp = read_response(conns[-1], rd)
+        check(resp is not None and resp.status == 200, "the 300th idle client served: %r" % resp)
+        for c in conns:
+            c.close()
+        check_eq(nofile_limits(gw.proc.pid), (4096, 4096), "open-file limits (soft, hard)")
+        check("open-file limit raised to the hard limit, 4096" in gw.logtext(),
+              "log: %s" % gw.logtext()[-600:])
+    with EchoBackend() as be, gw_http(be, prefix=["prlimit", "--nofile=256:4096", "--"],
+                                      top="worker_rlimit_nofile 1500;") as gw:
+        check_eq(nofile_limits(gw.proc.pid), (1500, 1500), "worker_rlimit_nofile 1500")
+        check(gw.alive(), "gateway alive")
 
 
 @test("cli/version-features", timeout=30)
