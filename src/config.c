@@ -1995,7 +1995,7 @@ static const struct cf_kw cf_keywords[] = {
  *   ssl_stapling, ssl_stapling_verify, ssl_stapling_file, ssl_stapling_responder,
  *   ssl_buffer_size, ssl_session_ticket_key:
  *                               OCSP stapling and record sizing are not done; ticket
- *                               keys are random per start
+ *                               keys come from a secret random per start (tls.c)
  * Anything not in this table and not supported is an error, e.g. add_header
  * (would silently drop e.g. HSTS), ssl_password_file, ssl_early_data, upstream{}.
  */

@@ -21,6 +21,7 @@
 #include "gw/log.h"
 #include "gw/passthrough.h"
 #include "gw/sockmap.h"
+#include "gw/tls.h"
 #include "gw/worker.h"
 #include "gw/workers.h"
 
@@ -288,30 +289,36 @@ static void apply_logging(const struct gw_config *cfg)
 }
 
 /*
- * The open-file limit: worker_rlimit_nofile N sets it (soft and hard) to N,
- * as nginx does; without it the soft limit is raised to the hard one. A
+ * The open-file limit: worker_rlimit_nofile N sets it to N, as nginx does
+ * (the hard limit raised to N if it is lower, never lowered: a later reload
+ * may ask for more); without it the soft limit is raised to the hard one. A
  * tier K connection with its backend holds six descriptors (two sockets, two
  * splice pipes), and where systemd starts a session the soft limit is 1024
  * for the sake of select(), which nothing here uses.
  */
 static void apply_nofile(const struct gw_config *cfg)
 {
-	struct rlimit rl;
+	struct rlimit rl, want;
 
-	if (cfg->worker_rlimit_nofile) {
-		rl.rlim_cur = rl.rlim_max = (rlim_t)cfg->worker_rlimit_nofile;
-		if (setrlimit(RLIMIT_NOFILE, &rl))
-			pr_alert("setrlimit(RLIMIT_NOFILE, %ld) failed (%d: %s)",
-				 cfg->worker_rlimit_nofile, errno, strerror(errno));
+	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
+	if (cfg->worker_rlimit_nofile) {
+		want.rlim_cur = (rlim_t)cfg->worker_rlimit_nofile;
+		want.rlim_max = want.rlim_cur > rl.rlim_max ? want.rlim_cur : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+		/* above the hard limit without the privilege to raise it */
+		pr_alert("setrlimit(RLIMIT_NOFILE, %ld) failed (%d: %s), using the hard limit %lu",
+			 cfg->worker_rlimit_nofile, errno, strerror(errno),
+			 (unsigned long)rl.rlim_max);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+	if (rl.rlim_cur >= rl.rlim_max)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		pr_warn("raising the open-file limit to its hard limit %lu: %s",
 			(unsigned long)rl.rlim_max, strerror(errno));
-	else
+	else if (!cfg->worker_rlimit_nofile)
 		pr_info("open-file limit raised to the hard limit, %lu",
 			(unsigned long)rl.rlim_max);
 }
@@ -366,6 +373,15 @@ static int reload(struct worker *w)
 	size_t nls, *match = NULL;
 	bool same;
 
+	/*
+	 * New session ticket keys, as nginx's change with each reload: a ticket
+	 * issued before a CRL update must not resume after it. Before the
+	 * SSL_CTXs; in one process only (a master's workers are replaced by new
+	 * ones on a reload; one that gets a SIGHUP itself has no secret left and
+	 * its SSL_CTXs get OpenSSL's random keys).
+	 */
+	if (cfg && workers_self < 0 && tls_ticket_secret_rotate(NULL))
+		pr_err("no random bytes for a new session ticket secret: random keys per server");
 	if (!cfg || listeners_open(cfg, false, &ls, &nls, &err)) {
 		each_line(err, log_line); /* after start-up: into the error log */
 		pr_err("reload of %s failed, keeping the running configuration", conf_path);
@@ -505,6 +521,12 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	/* before the fork: every worker derives the same session ticket keys */
+	if (tls_ticket_secret_rotate(NULL)) {
+		fprintf(stderr, "ktlsgw: [emerg] no random bytes for the session ticket keys\n");
+		config_free(cfg);
+		return 1;
+	}
 	if (workers_count(cfg) > 1) {
 		/* worker_processes N: the master forks; a worker goes on below (workers.h) */
 		int code;
@@ -518,6 +540,7 @@ int main(int argc, char **argv)
 		if (write_pid(cfg))
 			return 1;
 		if (!workers_master(&cfg, load_for_master, &code)) {
+			tls_ticket_secret_clear();
 			config_free(cfg);
 			if (pid_written)
 				unlink(pid_written);
@@ -533,6 +556,8 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (workers_self >= 0)
+		tls_ticket_secret_clear(); /* its SSL_CTXs have their keys; the master keeps it */
 	passthrough_init(cfg); /* BPF once per process; without it the routes are copied */
 	current = generation_new(cfg);
 	if (!current) {
@@ -580,6 +605,7 @@ int main(int argc, char **argv)
 	current->ls = NULL; /* its groups were the worker's listeners' */
 	generation_put(current);
 	passthrough_fini();
+	tls_ticket_secret_clear();
 	if (pid_written)
 		unlink(pid_written);
 	free(pid_written);

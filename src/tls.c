@@ -29,7 +29,10 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -877,7 +880,12 @@ static int load_crl(SSL_CTX *ctx, const struct gw_server *srv, char **err)
 
 /*
  * ngx_ssl_session_id_context(): sessions may only resume on a server{} with
- * the same certificates and the same client verification. Digest of those.
+ * the same certificates and the same client verification. Digest of those:
+ * the mode, the server certificates, the client CA names, every certificate
+ * and CRL of the verification store (ssl_client_certificate,
+ * ssl_trusted_certificate, ssl_crl: a server{} that checks a CRL does not
+ * resume a session of one that does not), the verify settings and the
+ * allow-list. The session ticket keys are derived from it too.
  */
 static int set_sid_ctx(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *srv)
 {
@@ -907,6 +915,24 @@ static int set_sid_ctx(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *
 		ok = dl > 0 && EVP_DigestUpdate(m, der, (size_t)dl);
 		OPENSSL_free(der);
 	}
+	{
+		STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+
+		/* in load order: the same files give the same order in every worker */
+		for (int i = 0; ok && objs && i < sk_X509_OBJECT_num(objs); i++) {
+			X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+			unsigned char buf[EVP_MAX_MD_SIZE];
+			unsigned int bl = 0;
+			X509 *x = X509_OBJECT_get0_X509(o);
+			X509_CRL *crl = X509_OBJECT_get0_X509_CRL(o);
+
+			if (x)
+				ok = X509_digest(x, EVP_sha256(), buf, &bl);
+			else if (crl)
+				ok = X509_CRL_digest(crl, EVP_sha256(), buf, &bl);
+			ok = ok && EVP_DigestUpdate(m, buf, bl);
+		}
+	}
 	ok = ok && EVP_DigestUpdate(m, vals, sizeof(vals));
 	for (size_t i = 0; ok && i < srv->nallows; i++)
 		ok = EVP_DigestUpdate(m, srv->allows[i].value, strlen(srv->allows[i].value) + 1);
@@ -923,6 +949,78 @@ static int set_sid_ctx(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *
 	return ret;
 }
 
+/* The process's ticket secret (tls_ticket_secret_*()); unset: OpenSSL's per-SSL_CTX keys. */
+static struct tls_ticket_secret ticket_secret;
+
+int tls_ticket_secret_rotate(struct tls_ticket_secret *old)
+{
+	unsigned char s[sizeof(ticket_secret.key)];
+	int ret = 0;
+
+	if (old)
+		*old = ticket_secret;
+	if (RAND_priv_bytes(s, sizeof(s)) == 1) {
+		memcpy(ticket_secret.key, s, sizeof(s));
+		ticket_secret.set = true;
+	} else {
+		/* never the old keys again: OpenSSL's random ones per SSL_CTX */
+		tls_ticket_secret_clear();
+		ret = -EIO;
+	}
+	OPENSSL_cleanse(s, sizeof(s));
+	return ret;
+}
+
+void tls_ticket_secret_restore(struct tls_ticket_secret *old)
+{
+	ticket_secret = *old;
+	OPENSSL_cleanse(old, sizeof(*old));
+}
+
+void tls_ticket_secret_clear(void)
+{
+	OPENSSL_cleanse(&ticket_secret, sizeof(ticket_secret));
+}
+
+/*
+ * Session ticket keys (name, HMAC and AES keys: 80 bytes) derived from the
+ * process's secret and the server{}'s session id context: every worker
+ * encrypts and decrypts a server{}'s tickets alike (nginx gets the same by
+ * making its SSL_CTXs before the fork), and servers with other certificates
+ * or client verification get other keys.
+ */
+static int set_ticket_keys(const struct tls_srv *t, SSL_CTX *ctx)
+{
+	unsigned char keys[80];
+	EVP_KDF *kdf;
+	EVP_KDF_CTX *kctx;
+	OSSL_PARAM params[5];
+	int ret = -EPROTO;
+
+	if (!ticket_secret.set)
+		return 0;
+	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_free(kdf);
+	if (!kctx)
+		return -ENOMEM;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ticket_secret.key,
+						      sizeof(ticket_secret.key));
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+						      "ktlsgw session ticket keys", 26);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)t->sid_ctx,
+						      t->sid_ctx_len);
+	params[4] = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(kctx, keys, sizeof(keys), params) > 0 &&
+	    SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) == 1)
+		ret = 0;
+	EVP_KDF_CTX_free(kctx);
+	OPENSSL_cleanse(keys, sizeof(keys));
+	ERR_clear_error();
+	return ret;
+}
+
 /* ngx_ssl_session_cache() */
 static int set_session_cache(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *srv)
 {
@@ -932,6 +1030,14 @@ static int set_session_cache(struct tls_srv *t, SSL_CTX *ctx, const struct gw_se
 		return err;
 	if (!srv->session_tickets)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/*
+	 * Even without tickets here: OpenSSL seals every ticket of a listener
+	 * with its default server{}'s keys (the SSL's session_ctx, kept when SNI
+	 * picks another server{}), whose own tickets may be off.
+	 */
+	err = set_ticket_keys(t, ctx);
+	if (err)
+		return err;
 	/*
 	 * One TLS 1.3 ticket per handshake, not OpenSSL's default two: in
 	 * OpenSSL 3.0 each ticket copies the session through d2i_SSL_SESSION,

@@ -18,9 +18,11 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <openssl/crypto.h>
 #include "gw/bpf_types.h"
 #include "gw/log.h"
 #include "gw/sockmap.h"
+#include "gw/tls.h"
 #include "gw/workers.h"
 #include "gw_reuseport.skel.h"
 
@@ -321,6 +323,7 @@ static bool wait_ready(struct wproc *w, size_t nw, unsigned int gen, long ms)
 
 bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), int *exit_code)
 {
+	struct tls_ticket_secret old_secret = {0}; /* the running workers' during a reload */
 	struct gw_config *cfg = *cfgp;
 	struct wproc *w;
 	size_t nw = 0, cap;
@@ -432,6 +435,14 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 			}
 			if (rp_skel)
 				fill_groups(ncfg);
+			/*
+			 * New session ticket keys for the new workers, as nginx's
+			 * change with each reload; the old ones come back if they
+			 * fail, for the running workers' respawns.
+			 */
+			if (tls_ticket_secret_rotate(&old_secret))
+				pr_err("reload: no random bytes for a new session ticket secret: "
+				       "random keys per worker");
 			for (int i = 0; i < nworkers; i++) {
 				pid_t np = spawn(i, ngen);
 
@@ -446,9 +457,11 @@ bool workers_master(struct gw_config **cfgp, struct gw_config *(*load)(void), in
 				for (size_t i = first; i < nw; i++)
 					if (w[i].pid > 0)
 						kill(w[i].pid, SIGQUIT);
+				tls_ticket_secret_restore(&old_secret);
 				config_free(ncfg);
 				continue;
 			}
+			OPENSSL_cleanse(&old_secret, sizeof(old_secret));
 			/* the new workers hold the steering slots: the old ones drain */
 			signal_gen(w, nw, gen, SIGTERM);
 			config_free(cfg);
@@ -475,6 +488,7 @@ child:
 	return true;
 child_keep:
 	/* forked for a reload: serve the new configuration only */
+	OPENSSL_cleanse(&old_secret, sizeof(old_secret));
 	config_free(cfg);
 	free(w);
 	*exit_code = 0;

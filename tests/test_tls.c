@@ -222,6 +222,13 @@ static int run_hs(struct tls_srv *t, const struct tcli *cl, struct hs *h)
 		h->server_cert = SSL_get1_peer_certificate(c);
 		h->server_chain = chain ? sk_X509_num(chain) : 0;
 		h->reused = SSL_session_reused(c);
+		if (SSL_version(c) == TLS1_3_VERSION) {
+			char b;
+
+			/* the server's NewSessionTicket follows the handshake: read it */
+			SSL_read(c, &b, 1);
+			ERR_clear_error();
+		}
 		h->session = SSL_get1_session(c);
 	}
 	if (h->srv_rc == 0)
@@ -1426,4 +1433,71 @@ void test_tls_read_ahead_per_group(void)
 		tls_srv_free(g[1]);
 	}
 	ktls_kernel = saved;
+}
+
+/*
+ * Session tickets with the process's ticket secret: two SSL_CTXs built from
+ * the same server{} (two workers) derive the same keys, so a ticket of one
+ * resumes on the other; a server{} with other verification (an allow-list,
+ * or a CRL: the session id context has the store's CRLs) gets other keys and
+ * resumes nothing of it. Without the secret each SSL_CTX has its own keys
+ * (the ticket does not resume elsewhere: what workers did before).
+ */
+void test_tls_ticket_keys_shared(void)
+{
+	for (int with = 1; with >= 0; with--) {
+		struct tsrv t[4];
+		struct tls_srv *s[4] = {0};
+		unsigned char k[4][80];
+		struct hs h1, h2, h3;
+		struct tcli cl = {.name = "client-good"};
+
+		if (with && !ASSERT_OK(tls_ticket_secret_rotate(NULL), "secret"))
+			return;
+		for (int i = 0; i < 4; i++) {
+			tsrv_init(&t[i], "ca-root.pem");
+			t[i].s.session_cache = GW_SESS_CACHE_OFF; /* tickets only */
+			t[i].s.session_tickets = true;
+		}
+		t[2].allows[0] = (struct gw_allow){GW_ALLOW_CN, "client-good"};
+		t[2].s.nallows = 1;
+		tsrv_crl(&t[3], "crl-root.pem");
+		for (int i = 0; i < 4; i++) {
+			s[i] = srv_new_ok(&t[i]);
+			if (!s[i])
+				goto out;
+			ASSERT_EQ(SSL_CTX_get_tlsext_ticket_keys(tls_srv_ctx(s[i]), k[i], 80), 1,
+				  "keys");
+		}
+		ASSERT_EQ(memcmp(k[0], k[1], 80) == 0, with, "same server{}: same keys");
+		ASSERT_TRUE(memcmp(k[0], k[2], 80) != 0, "an allow-list: other keys");
+		ASSERT_TRUE(memcmp(k[0], k[3], 80) != 0, "a CRL: other keys");
+		for (int v = 0; v < 2; v++) {
+			cl.max_version = v ? TLS1_3_VERSION : TLS1_2_VERSION;
+			cl.resume = NULL;
+			if (!ASSERT_OK(run_hs(s[0], &cl, &h1), "first"))
+				goto out;
+			ASSERT_FALSE(h1.reused, "fresh");
+			cl.resume = h1.session;
+			if (ASSERT_OK(run_hs(s[1], &cl, &h2), "on the other SSL_CTX")) {
+				ASSERT_OK(h2.srv_rc, "handshake");
+				ASSERT_EQ(h2.reused, with,
+					  v ? "TLS 1.3 resumed" : "TLS 1.2 resumed");
+				ASSERT_OK(h2.decision, "verified");
+			}
+			hs_free(&h2);
+			for (int o = 2; o < 4; o++) {
+				if (ASSERT_OK(run_hs(s[o], &cl, &h3), "on another server{}")) {
+					ASSERT_OK(h3.srv_rc, "handshake");
+					ASSERT_FALSE(h3.reused, "not resumed on another server{}");
+				}
+				hs_free(&h3);
+			}
+			hs_free(&h1);
+		}
+	out:
+		for (int i = 0; i < 4; i++)
+			tls_srv_free(s[i]);
+		tls_ticket_secret_clear();
+	}
 }

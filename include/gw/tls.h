@@ -11,6 +11,7 @@
 #ifndef GW_TLS_H
 #define GW_TLS_H
 
+#include <stdbool.h>
 #include <time.h>
 #include <openssl/ssl.h>
 #include "gw/config.h"
@@ -27,6 +28,25 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err);
 void tls_srv_free(struct tls_srv *t);
 SSL_CTX *tls_srv_ctx(const struct tls_srv *t);
 const struct gw_server *tls_srv_server(const struct tls_srv *t);
+
+/*
+ * The session ticket secret: each server{}'s ticket keys are derived from it
+ * and the server{}'s session id context, so that every worker forked with it
+ * seals and opens the same tickets. Unset (the start, or after _clear()),
+ * each SSL_CTX has OpenSSL's own random keys.
+ *
+ * _rotate() makes a new one (at start before forking the workers, and for
+ * each reload before its SSL_CTXs), saving the previous one in *@old (may be
+ * NULL) for _restore() when the reload fails; if no random bytes come it
+ * clears the secret and returns -EIO. _clear() wipes it.
+ */
+struct tls_ticket_secret {
+	unsigned char key[32];
+	bool set;
+};
+int tls_ticket_secret_rotate(struct tls_ticket_secret *old);
+void tls_ticket_secret_restore(struct tls_ticket_secret *old);
+void tls_ticket_secret_clear(void);
 
 /*
  * Servers sharing one listen address: @group[0] is the default server; the

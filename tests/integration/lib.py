@@ -237,6 +237,8 @@ class Server:
         self.kind = kind
         self.thp = thp
         self.prefix = list(prefix)  # a command that execs the rest (prlimit ...)
+        # ktlsgw with worker processes: the workers own the sockets, not the master
+        self.workers = kind == "gw" and re.search(r"worker_processes\s+(auto|[2-9]|\d\d)", top)
         self.dir = tempfile.mkdtemp(prefix="%s-%s-" % (kind, name), dir=TMPROOT)
         self.ports = dict(ports or {})
         self.proc = None
@@ -295,6 +297,16 @@ class Server:
                                      start_new_session=True)
         with _lock:
             _servers.append(self)
+        if self.workers and wait_ports is None:
+            # the master's ready line comes once every worker listens
+            deadline = time.monotonic() + 15 * SLOW
+            while "master process" not in self.logtext() and time.monotonic() < deadline:
+                self.check_alive("start")
+                time.sleep(0.05)
+            if "master process" not in self.logtext():
+                self.stop()
+                raise TestFailure("workers not ready: %r" % self.logtext()[-800:])
+            return self
         for p in (wait_ports if wait_ports is not None else self.listen_ports()):
             if not wait_port(p, self.proc, timeout):
                 self.stop()

@@ -763,10 +763,10 @@ def t_pp2_v6():
                          ("::1", c.local_port(), "::1", p), "addresses")
 
 
-def s_client_get(port, path, sess_out=None, sess_in=None):
+def s_client_get(port, path, sess_out=None, sess_in=None, ver="-tls1_3"):
     """openssl s_client (TLS 1.3, client-good) sends one GET; returns its -msg output."""
     import subprocess
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3", "-msg",
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, ver, "-msg",
             "-servername", "localhost", "-cert", cert("client-good.crt"),
             "-key", cert("client-good.key"), "-ign_eof"]
     if sess_out:
@@ -799,6 +799,86 @@ def t_one_ticket():
         check_eq(n, 1, "NewSessionTickets in a resumed TLS 1.3 handshake")
         for path in ("/t-full", "/t-resumed"):
             check_identity(rec_for(be, path), "client-good", path)
+
+
+@test("workers/session-ticket-resumes-on-another-worker", timeout=180)
+def t_ticket_other_worker():
+    """worker_processes 2: a session ticket issued by one worker resumes on the other, TLS
+    1.3 and 1.2 (nginx makes its SSL_CTXs, ticket keys included, before it forks; ktlsgw
+    derives each server{}'s keys from one secret made before the fork). Resumptions
+    alternate the client's CPU (the steering program sends a connection to the worker of
+    the CPU it came from; the kernel's hash otherwise): every one resumes, and some land on
+    the worker that did not issue the ticket (it was one in two before)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise Skip("needs 2 CPUs")
+
+    def served(log):
+        return [int(p) for p in re.findall(
+            r"\] (\d+)#0: conn=\d+ client 127\.0\.0\.1:\d+: TLSv1", log)]
+    saved = os.sched_getaffinity(0)
+    with EchoBackend() as be, gw_http(be, top="worker_processes 2;") as gw:
+        try:
+            for ver in ("-tls1_3", "-tls1_2"):
+                sess = os.path.join(TMPROOT, "worker-ticket%s.sess" % ver)
+                os.sched_setaffinity(0, {0})
+                out = s_client_get(port_of(gw), "/wt-full" + ver, sess_out=sess, ver=ver)
+                check("HTTP/1.1 200" in out, "%s full handshake: %s" % (ver, out[-400:]))
+                deadline = time.monotonic() + 5 * SLOW
+                while not served(gw.logtext()) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                issuer = served(gw.logtext())[-1]
+                others = 0
+                for i in range(8):
+                    os.sched_setaffinity(0, {(i + 1) % 2})
+                    n = len(served(gw.logtext()))
+                    out = s_client_get(port_of(gw), "/wt-resumed%s/%d" % (ver, i),
+                                       sess_in=sess, ver=ver)
+                    check("Reused, TLSv1." in out, "%s resumption %d not resumed: %s" % (
+                        ver, i, out[-600:]))
+                    check("HTTP/1.1 200" in out, "%s resumption %d: %s" % (ver, i, out[-300:]))
+                    deadline = time.monotonic() + 5 * SLOW
+                    while len(served(gw.logtext())) <= n and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    others += served(gw.logtext())[-1] != issuer
+                check(others > 0, "%s: no resumption reached the other worker" % ver)
+                check_identity(rec_for(be, "/wt-resumed%s/0" % ver), "client-good", ver)
+        finally:
+            os.sched_setaffinity(0, saved)
+
+
+@test("gw/reload-changes-ticket-keys", timeout=180)
+def t_reload_ticket_keys():
+    """A reload makes new session ticket keys, as nginx's change with each reload: a ticket
+    issued before it no longer resumes (a client revoked by the reloaded CRL must not come
+    back on its old ticket), one issued after it does. One process, and with workers (the
+    master makes the secret its new workers fork with)."""
+    import signal as _signal
+    for top, ready in (("", "reconfigured from"),
+                       ("worker_processes 2;", "reconfigured: 2 new worker processes")):
+        with EchoBackend() as be, gw_http(be, top=top) as gw:
+            for ver in ("-tls1_3", "-tls1_2"):
+                what = "%s %s" % (top or "one process", ver)
+                old = os.path.join(TMPROOT, "reload-ticket-old%s.sess" % ver)
+                new = os.path.join(TMPROOT, "reload-ticket-new%s.sess" % ver)
+                out = s_client_get(port_of(gw), "/rk-old", sess_out=old, ver=ver)
+                check("HTTP/1.1 200" in out, "%s: first: %s" % (what, out[-300:]))
+                out = s_client_get(port_of(gw), "/rk-same", sess_in=old, ver=ver)
+                check("Reused, TLSv1." in out, "%s: not resumed before the reload" % what)
+                n = gw.logtext().count(ready)
+                gw.proc.send_signal(_signal.SIGHUP)
+                deadline = time.monotonic() + 20 * SLOW
+                while gw.logtext().count(ready) == n and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                check(gw.logtext().count(ready) > n, "%s: no reload: %s" % (
+                    what, gw.logtext()[-600:]))
+                out = s_client_get(port_of(gw), "/rk-after", sess_in=old, sess_out=new,
+                                   ver=ver)
+                check("HTTP/1.1 200" in out, "%s: after the reload: %s" % (what, out[-300:]))
+                check("Reused, TLSv1." not in out and "New, TLSv1." in out,
+                      "%s: a ticket from before the reload resumed" % what)
+                out = s_client_get(port_of(gw), "/rk-new", sess_in=new, ver=ver)
+                check("Reused, TLSv1." in out, "%s: a ticket from after the reload did not "
+                      "resume: %s" % (what, out[-400:]))
 
 
 @test("gw/tls13-stateful-tickets-resume", timeout=60)

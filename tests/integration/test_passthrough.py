@@ -46,16 +46,7 @@ def gw_pt(bport, tport=None, extra="", env=None, top=""):
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        if "worker_processes" not in top:
-            return srv.start()
-        # the workers own the sockets, not the master: wait for the master's ready line
-        srv.start(wait_ports=[])
-        deadline = time.monotonic() + 15 * SLOW
-        while "master process" not in srv.logtext() and time.monotonic() < deadline:
-            srv.check_alive("start")
-            time.sleep(0.05)
-        check("master process" in srv.logtext(), "workers ready: %r" % srv.logtext()[-800:])
-        return srv
+        return srv.start()
     finally:
         for k, v in old.items():
             if v is None:
