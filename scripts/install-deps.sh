@@ -19,7 +19,7 @@ done
 
 PKGS=(build-essential pkg-config libssl-dev openssl liburing-dev libbpf-dev bpftool
 	libjemalloc-dev
-	clang llvm python3 nginx libnginx-mod-stream curl iproute2 procps
+	clang llvm clang-format python3 nginx libnginx-mod-stream curl iproute2 procps
 	qemu-system-x86 busybox-static cpio kmod)
 if [ "$bench" = 1 ]; then
 	PKGS+=(haproxy gnuplot-nox util-linux)

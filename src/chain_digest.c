@@ -13,8 +13,8 @@ bool chain_digest(X509_STORE_CTX *x, EVP_MD_CTX *m, const EVP_MD *sha256, unsign
 	bool ok;
 
 	ERR_set_mark();
-	ok = m && leaf && EVP_DigestInit_ex(m, sha256, NULL) &&
-	     X509_digest(leaf, sha256, d, &dl) && EVP_DigestUpdate(m, d, dl);
+	ok = m && leaf && EVP_DigestInit_ex(m, sha256, NULL) && X509_digest(leaf, sha256, d, &dl) &&
+	     EVP_DigestUpdate(m, d, dl);
 	/* a server's untrusted list is the whole peer chain, leaf included */
 	for (int i = 0; ok && sk && i < sk_X509_num(sk); i++) {
 		X509 *c = sk_X509_value(sk, i);

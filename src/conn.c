@@ -137,17 +137,16 @@ static void access_log_write(struct conn *c)
 	bool id = path && c->ident.protocol;
 
 	access_log_line(c->w, path, c->peer_text,
-		       "\"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
-		       "up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"",
-		       c->ident.protocol ? c->ident.protocol : "-",
-		       c->ident.cipher ? c->ident.cipher : "-",
-		       id ? identity_verify(&c->ident) ?: "-" : "-",
-		       id ? identity_s_dn(&c->ident) ?: "" : "",
-		       c->ident.server_name ? c->ident.server_name : "",
-		       c->hp.requests, (unsigned long long)c->bytes_up,
-		       (unsigned long long)c->bytes_down, c->tier_k ? 'K' : 'U',
-		       (double)(gw_now_ms() - c->start_ms) / 1000.0,
-		       c->close_reason ? c->close_reason : "");
+			"\"%s %s\" verify=\"%s\" s_dn=\"%s\" sni=\"%s\" requests=%lu "
+			"up=%llu down=%llu tier=%c duration=%.3f reason=\"%s\"",
+			c->ident.protocol ? c->ident.protocol : "-",
+			c->ident.cipher ? c->ident.cipher : "-",
+			id ? identity_verify(&c->ident) ?: "-" : "-",
+			id ? identity_s_dn(&c->ident) ?: "" : "",
+			c->ident.server_name ? c->ident.server_name : "", c->hp.requests,
+			(unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
+			c->tier_k ? 'K' : 'U', (double)(gw_now_ms() - c->start_ms) / 1000.0,
+			c->close_reason ? c->close_reason : "");
 }
 
 /*
@@ -278,8 +277,9 @@ void worker_rx_ring_init(struct worker *w)
 		unsigned long v = strtoul(env, &end, 10);
 
 		if (*end || v == 0 || v > 32768 || (v & (v - 1))) {
-			pr_warn("KTLSGW_RX_RING=%s is not off or a power of two up to 32768: "
-				"%u buffers", env, n);
+			pr_warn("KTLSGW_RX_RING=%s is not off or a power of two up to 32768: %u "
+				"buffers",
+				env, n);
 		} else {
 			n = (unsigned int)v;
 		}
@@ -452,8 +452,8 @@ static int relay_bio_read(BIO *b, char *out, int outl)
 /* Where bytes for the client go now: behind whatever is waiting. */
 static struct buf *b2c_tail(struct conn *c)
 {
-	return buf_prepare(c->w, c->csend_busy || buf_avail(&c->b2c_later) ? &c->b2c_later
-									 : &c->b2c);
+	return buf_prepare(c->w,
+			   c->csend_busy || buf_avail(&c->b2c_later) ? &c->b2c_later : &c->b2c);
 }
 
 static int relay_bio_write(BIO *b, const char *in, int inl)
@@ -487,8 +487,8 @@ static BIO *relay_bio_new(struct conn *c)
 	BIO *b;
 
 	if (!relay_bio_method) {
-		BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-					     "ktlsgw relay");
+		BIO_METHOD *m =
+			BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ktlsgw relay");
 
 		if (!m || !BIO_meth_set_read(m, relay_bio_read) ||
 		    !BIO_meth_set_write(m, relay_bio_write) ||
@@ -570,9 +570,9 @@ void conn_accepted(struct listener *lst, int fd)
 		conn_maybe_free(c);
 		return;
 	}
-	c->deadline_ms = c->start_ms + (uint64_t)(c->srv->handshake_timeout_ms > 0
-							  ? c->srv->handshake_timeout_ms
-							  : 10000);
+	c->deadline_ms =
+		c->start_ms +
+		(uint64_t)(c->srv->handshake_timeout_ms > 0 ? c->srv->handshake_timeout_ms : 10000);
 	conn_log(c, GW_LOG_DEBUG, "accepted from %s", c->peer_text);
 	conn_step(c);
 	conn_maybe_free(c);
@@ -841,8 +841,8 @@ static int ssl_write_all(struct conn *c, const char *p, size_t n)
  */
 static void ktls_send_close_notify(struct conn *c)
 {
-	static const unsigned char alert[2] = { 1, 0 }; /* warning, close_notify */
-	struct timeval tv = { .tv_sec = (time_t)(idle_ms(c) / 1000) };
+	static const unsigned char alert[2] = {1, 0}; /* warning, close_notify */
+	struct timeval tv = {.tv_sec = (time_t)(idle_ms(c) / 1000)};
 	struct io_uring_sqe *sqe;
 	struct cmsghdr *cm;
 	int fl = fcntl(c->cfd, F_GETFL);
@@ -866,7 +866,9 @@ static void ktls_send_close_notify(struct conn *c)
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(1);
 	*CMSG_DATA(cm) = 21; /* alert */
-	sqe = conn_sqe(c, OP_SEND_CLIENT); /* on_client_send() hands it to on_close_notify() */
+
+	/* on_client_send() hands it to on_close_notify() */
+	sqe = conn_sqe(c, OP_SEND_CLIENT);
 	io_uring_prep_sendmsg(sqe, c->cfd, &c->cn_msg, MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_ASYNC;
 	c->csend_busy = true;
@@ -1106,7 +1108,8 @@ static int ktls_control(struct conn *c, unsigned char type, const unsigned char 
 	if (type == 22 && n >= 1 && p[0] == 24) {
 		c->w->stats.ktls_keyupdate++;
 		conn_log(c, GW_LOG_WARN,
-			 "client %s sent a TLS 1.3 KeyUpdate: kernel TLS on this kernel cannot rekey, "
+			 "client %s sent a TLS 1.3 KeyUpdate: kernel TLS on this kernel cannot "
+			 "rekey, "
 			 "closing",
 			 c->peer_text);
 		conn_abort(c, "client KeyUpdate (kTLS cannot rekey)");
@@ -1174,7 +1177,8 @@ static void on_client_recv(struct conn *c, int res, const char *data)
 	}
 	if (res < 0) {
 		if (res != -ECONNRESET)
-			conn_log(c, GW_LOG_INFO, "client %s: read: %s", c->peer_text, strerror(-res));
+			conn_log(c, GW_LOG_INFO, "client %s: read: %s", c->peer_text,
+				 strerror(-res));
 		conn_abort(c, res == -ECONNRESET ? "client reset the connection"
 						 : "client read error");
 		return;
@@ -1199,8 +1203,7 @@ static void on_client_recv(struct conn *c, int res, const char *data)
 	c->rin_len = (size_t)res;
 	client_decrypt(c);
 	/* a partial record stays until the rest arrives; the buffer goes back */
-	if (c->rin_len && c->state != CS_CLOSING &&
-	    buf_append(&c->rin_left, c->rin, c->rin_len))
+	if (c->rin_len && c->state != CS_CLOSING && buf_append(&c->rin_left, c->rin, c->rin_len))
 		conn_abort(c, "out of memory");
 	c->rin = NULL;
 	c->rin_len = 0;
@@ -1249,16 +1252,16 @@ static int upgrade_check(struct conn *c, const char *p, size_t n)
 
 	memcpy(c->upg_peek + c->upg_len, p, take);
 	c->upg_len += take;
-	sw = c->upg_len >= 12 && (memcmp(c->upg_peek, v11, 12) == 0 ||
-				  memcmp(c->upg_peek, v10, 12) == 0);
+	sw = c->upg_len >= 12 &&
+	     (memcmp(c->upg_peek, v11, 12) == 0 || memcmp(c->upg_peek, v10, 12) == 0);
 	if (c->upg_len < 12 && (memcmp(c->upg_peek, v11, c->upg_len) == 0 ||
 				memcmp(c->upg_peek, v10, c->upg_len) == 0))
 		return 0; /* not decided yet */
 	c->upg_len = 0;
 	/* never append to c2b under an in-flight send: stage, then append when idle */
 	err = http_upgrade_done(&c->hp, &c->rw, sw, &held, &status);
-	if (!err && buf_append(c->bsend_busy ? &c->c2b_later : &c->c2b, buf_head(&held),
-			       buf_avail(&held)))
+	if (!err &&
+	    buf_append(c->bsend_busy ? &c->c2b_later : &c->c2b, buf_head(&held), buf_avail(&held)))
 		err = -ENOMEM;
 	buf_free(&held);
 	if (err) {
@@ -1300,8 +1303,7 @@ static void on_backend_recv(struct conn *c, int res, const char *data)
 		return;
 	}
 	if (res < 0) {
-		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass,
-			 strerror(-res));
+		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass, strerror(-res));
 		conn_finish(c, "backend read error");
 		return;
 	}
@@ -1331,8 +1333,7 @@ static void on_backend_send(struct conn *c, int res)
 	if (c->state == CS_CLOSING)
 		return;
 	if (res < 0) {
-		conn_log(c, GW_LOG_ERR, "backend %s: send: %s", c->srv->proxy_pass,
-			 strerror(-res));
+		conn_log(c, GW_LOG_ERR, "backend %s: send: %s", c->srv->proxy_pass, strerror(-res));
 		conn_finish(c, "backend write error");
 		return;
 	}
@@ -1370,9 +1371,11 @@ static void on_splice_c_in(struct conn *c, int res)
 	if (res == -EINVAL) {
 		/* the next record is not application data: read it with its type */
 		char ctrl[CMSG_SPACE(1)], tmp[GW_IO_BUF];
-		struct iovec iov = { .iov_base = tmp, .iov_len = sizeof(tmp) };
+		struct iovec iov = {.iov_base = tmp, .iov_len = sizeof(tmp)};
 		struct msghdr msg = {
-			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = ctrl,
 			.msg_controllen = sizeof(ctrl),
 		};
 		ssize_t n = recvmsg(c->cfd, &msg, MSG_DONTWAIT);
@@ -1608,9 +1611,9 @@ static void backend_connect(struct conn *c)
 	int one = 1;
 	setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->state = CS_CONNECTING;
-	c->deadline_ms = gw_now_ms() + (uint64_t)(s->proxy_connect_timeout_ms > 0
-							  ? s->proxy_connect_timeout_ms
-							  : 60000);
+	c->deadline_ms =
+		gw_now_ms() +
+		(uint64_t)(s->proxy_connect_timeout_ms > 0 ? s->proxy_connect_timeout_ms : 60000);
 	sqe = conn_sqe(c, OP_CONNECT);
 	io_uring_prep_connect(sqe, c->bfd, (struct sockaddr *)&s->backend, s->backendlen);
 }
@@ -1852,9 +1855,8 @@ static bool conn_idle_between_requests(const struct conn *c, uint64_t now)
 {
 	return c->srv->mode == GW_MODE_HTTP && c->hp.state == HTTP_S_HEAD &&
 	       !buf_avail(&c->hp.head) && !buf_avail(&c->c2b) && !buf_avail(&c->b2c) &&
-	       !buf_avail(&c->b2c_later) &&
-	       !c->bsend_busy && !c->csend_busy && !c->finish_after_flush &&
-	       now + (uint64_t)idle_ms(c) >= c->deadline_ms + 1000;
+	       !buf_avail(&c->b2c_later) && !c->bsend_busy && !c->csend_busy &&
+	       !c->finish_after_flush && now + (uint64_t)idle_ms(c) >= c->deadline_ms + 1000;
 }
 
 void conn_sweep(struct worker *w, uint64_t now)

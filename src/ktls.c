@@ -40,8 +40,7 @@ struct ktls_secret {
 
 static int secret_idx = -1;
 
-static void secret_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-			void *argp)
+static void secret_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	struct ktls_secret *s = ptr;
 
@@ -254,8 +253,8 @@ int ktls_finish(SSL *ssl, int fd, char *why, size_t wlen)
 		 * OpenSSL kept both directions (cipher without kernel support, or
 		 * the ULP refused): its records pass a key-less ULP untouched.
 		 */
-		snprintf(why, wlen, "OpenSSL did not enable kTLS for %s %s%s",
-			 SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		snprintf(why, wlen, "OpenSSL did not enable kTLS for %s %s%s", SSL_get_version(ssl),
+			 SSL_get_cipher_name(ssl),
 			 ulp_attached(fd) ? " (ULP attached without keys)" : "");
 		return 0;
 	}

@@ -45,16 +45,16 @@ static int open_socket(const struct gw_listen *l, char **err)
 fail:
 	e = errno;
 	/* nginx's wording: bind() to 127.0.0.1:443 failed (98: Address already in use) */
-	if (asprintf(err, "%s:%d: %s to %s failed (%d: %s)", l->file ? l->file : "?", l->line,
-		     what, l->text, e, strerror(e)) < 0)
+	if (asprintf(err, "%s:%d: %s to %s failed (%d: %s)", l->file ? l->file : "?", l->line, what,
+		     l->text, e, strerror(e)) < 0)
 		*err = NULL;
 	if (fd >= 0)
 		close(fd);
 	return -e;
 }
 
-int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listener **out,
-		   size_t *n, char **err)
+int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listener **out, size_t *n,
+		   char **err)
 {
 	struct listener *ls = NULL;
 	struct tls_srv **tsrv;
@@ -109,7 +109,8 @@ int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listen
 			x->group = g;
 			x->group[x->ngroup++] = tsrv[i];
 			if (l->default_server && x->ngroup > 1) {
-				/* "listen ... default_server": this server is the group's default */
+				/* "listen ... default_server": this server is the group's default
+				 */
 				memmove(&x->group[1], &x->group[0], (x->ngroup - 1) * sizeof(*g));
 				x->group[0] = tsrv[i];
 				x->listen = l;

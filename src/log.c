@@ -98,7 +98,7 @@ static int ssl_err_cb(const char *str, size_t len, void *u)
 
 void gw_log_ssl_errors(enum gw_log_level lvl, const char *what)
 {
-	struct ssl_err_ctx c = { lvl, what };
+	struct ssl_err_ctx c = {lvl, what};
 
 	if (lvl <= gw_log_verbosity)
 		ERR_print_errors_cb(ssl_err_cb, &c);

@@ -205,8 +205,7 @@ static void dispatch(struct worker *w)
 	struct io_uring_cqe *cqe;
 	unsigned int head, n = 0;
 
-	io_uring_for_each_cqe(&w->ring, head, cqe)
-	{
+	io_uring_for_each_cqe(&w->ring, head, cqe) {
 		uint64_t ud = io_uring_cqe_get_data64(cqe);
 		enum op_kind kind = (enum op_kind)(ud & OP_MASK);
 		void *p = (void *)(uintptr_t)(ud & ~OP_MASK);
@@ -262,7 +261,7 @@ static void dispatch(struct worker *w)
  */
 void worker_fini(struct worker *w)
 {
-	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
 	uint64_t until = gw_now_ms() + 2000;
 
 	w->draining = true;
@@ -311,7 +310,7 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 	pr_notice("exiting: %lu connection(s) on tier K, %lu tier U fallback(s), "
 		  "%lu closed on a client KeyUpdate, %lu receive(s) retried for a ring buffer, "
 		  "%lu client chain(s) verified from the cache",
-		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate,
-		  w->rx_nobufs, tls_verify_cache_hits());
+		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate, w->rx_nobufs,
+		  tls_verify_cache_hits());
 	return 0;
 }

@@ -150,7 +150,8 @@ static int print_version(void)
 			       "relayed in userspace)\n",
 			       strerror(-err));
 		else
-			printf("bpf: yes (sk_skb verdict on a sockhash: passthrough in the kernel)\n");
+			printf("bpf: yes (sk_skb verdict on a sockhash: passthrough in the "
+			       "kernel)\n");
 		sockmap_close(sm);
 	}
 	printf("io_uring: %s%s\n", f.io_uring ? "yes" : "no",
@@ -161,7 +162,7 @@ static int print_version(void)
 		/* jemalloc exports mallctl() when it is the malloc linked in */
 		int (*ctl)(const char *, void *, size_t *, void *, size_t) =
 			(int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT,
-										"mallctl");
+										       "mallctl");
 		const char *ver = NULL;
 		size_t len = sizeof(ver);
 
@@ -192,7 +193,8 @@ static int check_unserved(const struct gw_config *cfg, bool fatal, char **err)
 		const struct gw_server *s = &cfg->servers[i];
 
 		if (s->ktls == GW_KTLS_ON && !ktls_kernel)
-			buf_printf(&b, "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this "
+			buf_printf(&b,
+				   "%s%s:%d: \"ssl_ktls on\" requires kernel TLS, and this "
 				   "kernel has none (TCP_ULP \"tls\" unavailable; use auto or off)",
 				   b.len ? "\n" : "", s->file, s->line);
 	}
@@ -396,10 +398,12 @@ static int reload(struct worker *w)
 		for (size_t j = 0; j < w->nlisteners; j++) {
 			const struct gw_listen *a = ls[i].listen, *b = w->listeners[j].listen;
 
-			if (a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0) {
+			if (a->addrlen == b->addrlen &&
+			    memcmp(&a->addr, &b->addr, a->addrlen) == 0) {
 				if (a->reuseport != b->reuseport || a->backlog != b->backlog ||
 				    a->ipv6only != b->ipv6only)
-					pr_warn("reload: %s: reuseport, backlog and ipv6only changes "
+					pr_warn("reload: %s: reuseport, backlog and ipv6only "
+						"changes "
 						"take effect on restart",
 						a->text);
 				match[i] = j;
@@ -593,10 +597,12 @@ int main(int argc, char **argv)
 				  tls_srv_server(ls[i].group[0])->mode == GW_MODE_HTTP ? "http"
 										       : "stream");
 		pr_notice("ktlsgw %s started: %s; %s", GW_VERSION, OpenSSL_version(OPENSSL_VERSION),
-			  ktls_kernel ? "kernel TLS available: tier K where ssl_ktls allows, tier U "
-				   "otherwise"
-				 : "no kernel TLS in this kernel: tier U (OpenSSL over io_uring) for "
-				   "all connections");
+			  ktls_kernel
+				  ? "kernel TLS available: tier K where ssl_ktls allows, tier U "
+				    "otherwise"
+				  : "no kernel TLS in this kernel: tier U (OpenSSL over io_uring) "
+				    "for "
+				    "all connections");
 	}
 	ret = worker_run(&w, reload);
 	worker_fini(&w); /* every connection closed: older generations are released */

@@ -364,7 +364,7 @@ struct pt_conn {
 };
 
 static struct sockmap *pt_sockmap;
-static struct pt_op pt_events = { .kind = PT_OP_EVENTS };
+static struct pt_op pt_events = {.kind = PT_OP_EVENTS};
 static struct worker *pt_events_w;
 
 static void arm_events(struct worker *w);
@@ -1142,8 +1142,10 @@ static void on_behind(void *ctx, uint64_t cookie)
 			       i ? "client" : "backend", i ? "backend" : "client",
 			       sockmap_queue_max(pt_sockmap));
 			pt_stats.queue_limit++;
-			pt_close(pc, i ? "the client fell too far behind" :
-					 "the backend fell too far behind", true);
+			pt_close(pc,
+				 i ? "the client fell too far behind"
+				   : "the backend fell too far behind",
+				 true);
 			pt_maybe_free(pc);
 			return;
 		}
@@ -1221,9 +1223,10 @@ void passthrough_complete(void *p, int res, unsigned int flags)
  */
 static bool pt_idle(struct pt_conn *pc, uint64_t now)
 {
-	long limit = pc->owner && pc->owner->mode == GW_MODE_STREAM && pc->owner->idle_timeout_ms > 0
-			     ? pc->owner->idle_timeout_ms
-			     : 600000;
+	long limit =
+		pc->owner && pc->owner->mode == GW_MODE_STREAM && pc->owner->idle_timeout_ms > 0
+			? pc->owner->idle_timeout_ms
+			: 600000;
 	uint64_t total;
 
 	if (now < pc->idle_check_ms)

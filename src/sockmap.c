@@ -177,8 +177,8 @@ int sockmap_events(struct sockmap *sm, void (*on_behind)(void *ctx, uint64_t coo
 	if (!sm->events) {
 		sm->on_behind = on_behind;
 		sm->ctx = ctx;
-		sm->events = ring_buffer__new(bpf_map__fd(sm->skel->maps.events), on_event, sm,
-					      NULL);
+		sm->events =
+			ring_buffer__new(bpf_map__fd(sm->skel->maps.events), on_event, sm, NULL);
 		if (!sm->events)
 			return -errno;
 	}

@@ -63,10 +63,10 @@ struct tls_srv {
 	const struct gw_server *srv;
 	SSL_CTX *ctx;
 	struct vcache_ent *vcache;
-	EVP_MD *sha256;	   /* fetched once: no implicit fetch per handshake */
-	EVP_MD_CTX *vmd;   /* the key's digest context, reused */
-	time_t *events;	   /* when a certificate or CRL of the store starts or ends */
-	size_t nevents;	   /* (sorted) validity: a cached result holds until the next one */
+	EVP_MD *sha256;		/* fetched once: no implicit fetch per handshake */
+	EVP_MD_CTX *vmd;	/* the key's digest context, reused */
+	time_t *events;		/* when a certificate or CRL of the store starts or ends */
+	size_t nevents;		/* (sorted) validity: a cached result holds until the next one */
 	struct tls_srv **group; /* set by tls_srv_group(); group[0] is the default */
 	size_t ngroup;
 	unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
@@ -91,8 +91,8 @@ struct tls_detail {
 
 /* Per-connection state, hung off the SSL as ex_data and freed with it. */
 struct tls_conn {
-	struct tls_srv *srv; /* current server{} (changes on SNI) */
-	int err;	     /* the last per-certificate verify error OpenSSL reported */
+	struct tls_srv *srv;  /* current server{} (changes on SNI) */
+	int err;	      /* the last per-certificate verify error OpenSSL reported */
 	struct tls_detail *d; /* NULL until something is refused */
 };
 
@@ -252,8 +252,8 @@ static bool verify_error_optional(long err)
 /* Errors a chain cut short by ssl_verify_depth can end with. */
 static bool depth_cut_error(long err)
 {
-	return err == X509_V_ERR_CERT_CHAIN_TOO_LONG || err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-	       verify_error_optional(err);
+	return err == X509_V_ERR_CERT_CHAIN_TOO_LONG ||
+	       err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT || verify_error_optional(err);
 }
 
 static bool verify_result_ok(const struct gw_server *srv, long err)
@@ -512,7 +512,8 @@ static void explain_allow(struct tls_conn *c, X509 *cert)
 	if (!tls_detail(c))
 		return;
 	dn_str(X509_get_subject_name(cert), subj, sizeof(subj));
-	snprintf(c->d->reason, sizeof(c->d->reason), "certificate \"%s\" not in ssl_client_allow", subj);
+	snprintf(c->d->reason, sizeof(c->d->reason), "certificate \"%s\" not in ssl_client_allow",
+		 subj);
 }
 
 /*
@@ -1172,7 +1173,8 @@ int tls_srv_new(const struct gw_server *srv, struct tls_srv **out, char **err)
 		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (srv->ecdh_curve && strcmp(srv->ecdh_curve, "auto") != 0 &&
 	    !SSL_CTX_set1_groups_list(ctx, srv->ecdh_curve)) {
-		snprintf(what, sizeof(what), "ssl_ecdh_curve \"%s\": SSL_CTX_set1_groups_list() failed",
+		snprintf(what, sizeof(what),
+			 "ssl_ecdh_curve \"%s\": SSL_CTX_set1_groups_list() failed",
 			 srv->ecdh_curve);
 		ret = cfg_err(err, srv, NULL, what);
 		goto err_ctx;

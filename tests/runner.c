@@ -20,7 +20,7 @@ struct test_entry {
 	void (*fn)(void);
 };
 
-#define TEST(n) { #n, n },
+#define TEST(n) {#n, n},
 static const struct test_entry tests[] = {
 #include "tests.h"
 };
@@ -78,7 +78,8 @@ int main(int argc, char **argv)
 			skipped++;
 		} else {
 			if (WIFSIGNALED(status))
-				printf("FAIL  %s (signal %s)\n", t->name, strsignal(WTERMSIG(status)));
+				printf("FAIL  %s (signal %s)\n", t->name,
+				       strsignal(WTERMSIG(status)));
 			else
 				printf("FAIL  %s\n", t->name);
 			failed++;

@@ -38,7 +38,7 @@ const char *test__cert(const char *name);
 #define TEST_FAIL(fmt, ...)                                                                        \
 	do {                                                                                       \
 		test__failed = 1;                                                                  \
-		fprintf(stderr, "      %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__);     \
+		fprintf(stderr, "      %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__);      \
 	} while (0)
 
 #define ASSERT_TRUE(cond, name)                                                                    \

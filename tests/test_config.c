@@ -800,7 +800,8 @@ void test_config_ssl_values(void)
 	struct gw_config *cfg = parse(
 		"server {\n" TLS_OK "ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3 SSLv3;\n"
 		"ssl_session_cache builtin:1000 shared:SSL:1m;\n"
-		"ssl_ktls off; ssl_verify_failure http; ssl_session_tickets off; ssl_verify_cache off;\n"
+		"ssl_ktls off; ssl_verify_failure http; ssl_session_tickets off; ssl_verify_cache "
+		"off;\n"
 		"ssl_prefer_server_ciphers on; ssl_ecdh_curve X25519:prime256v1;\n"
 		"ssl_verify_client optional_no_ca;\n"
 		"ssl_client_allow fingerprint "

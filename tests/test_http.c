@@ -1048,13 +1048,19 @@ void test_http_passthrough_matches_feed(void)
 	ASSERT_EQ(feed_all(&rw, in, &want, &status), 0, "feed_all(&rw, in, &want, &status), 0");
 	for (size_t step = 1; step <= 17; step++) {
 		buf_reset(&got);
-		ASSERT_EQ(feed_with_passthrough(&rw, in, strlen(in), step, &got, &moved), 0, "feed_with_passthrough(&rw, in, strlen(in), step, &got, &move");
-		ASSERT_EQ(moved, (size_t)(10 + 5 + 16), "moved, (size_t)(10 + 5 + 16)"); /* bodies only: no head, size or trailer */
+		ASSERT_EQ(feed_with_passthrough(&rw, in, strlen(in), step, &got, &moved), 0,
+			  "feed_with_passthrough(&rw, in, strlen(in), step, &got, &move");
+		ASSERT_EQ(
+			moved, (size_t)(10 + 5 + 16),
+			"moved, (size_t)(10 + 5 + 16)"); /* bodies only: no head, size or trailer */
 		ASSERT_EQ(got.len, want.len, "got.len, want.len");
-		ASSERT_TRUE(memcmp(got.data, want.data, want.len) == 0, "memcmp(got.data, want.data, want.len) == 0");
+		ASSERT_TRUE(memcmp(got.data, want.data, want.len) == 0,
+			    "memcmp(got.data, want.data, want.len) == 0");
 	}
-	ASSERT_TRUE(memmem(want.data, want.len, "forged", 6) == NULL, "memmem(want.data, want.len, 'forged', 6) == NULL");
-	ASSERT_TRUE(memmem(want.data, want.len, "X-Other: kept", 13) != NULL, "memmem(want.data, want.len, 'X-Other: kept', 13) != NULL");
+	ASSERT_TRUE(memmem(want.data, want.len, "forged", 6) == NULL,
+		    "memmem(want.data, want.len, 'forged', 6) == NULL");
+	ASSERT_TRUE(memmem(want.data, want.len, "X-Other: kept", 13) != NULL,
+		    "memmem(want.data, want.len, 'X-Other: kept', 13) != NULL");
 	buf_free(&want);
 	buf_free(&got);
 }
@@ -1072,9 +1078,12 @@ void test_http_passthrough_len_states(void)
 	rw_init(&rw);
 	http_parser_init(&p);
 	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0");
-	ASSERT_EQ(http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0, "http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0");
-	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0"); /* the head is not complete */
-	ASSERT_EQ(http_feed(&p, &rw, "\n", 1, &out, &status), 0, "http_feed(&p, &rw, 'n', 1, &out, &status), 0");
+	ASSERT_EQ(http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0,
+		  "http_feed(&p, &rw, head, strlen(head) - 1, &out, &status), 0");
+	ASSERT_EQ(http_passthrough_len(&p), 0,
+		  "http_passthrough_len(&p), 0"); /* the head is not complete */
+	ASSERT_EQ(http_feed(&p, &rw, "\n", 1, &out, &status), 0,
+		  "http_feed(&p, &rw, 'n', 1, &out, &status), 0");
 	ASSERT_EQ(http_passthrough_len(&p), 100000, "http_passthrough_len(&p), 100000");
 	http_passthrough_done(&p, 99999);
 	ASSERT_EQ(http_passthrough_len(&p), 1, "http_passthrough_len(&p), 1");
@@ -1085,11 +1094,13 @@ void test_http_passthrough_len_states(void)
 	ASSERT_EQ(p.state, HTTP_S_HEAD, "p.state, HTTP_S_HEAD");
 	ASSERT_EQ(p.requests, 1, "p.requests, 1");
 	/* after a 101 everything is opaque */
-	ASSERT_EQ(http_feed(&p, &rw, up, strlen(up), &out, &status), 0, "http_feed(&p, &rw, up, strlen(up), &out, &status), 0");
+	ASSERT_EQ(http_feed(&p, &rw, up, strlen(up), &out, &status), 0,
+		  "http_feed(&p, &rw, up, strlen(up), &out, &status), 0");
 	ASSERT_EQ(p.state, HTTP_S_UPGRADE_WAIT, "p.state, HTTP_S_UPGRADE_WAIT");
 	ASSERT_EQ(http_passthrough_len(&p), 0, "http_passthrough_len(&p), 0");
 	buf_reset(&out);
-	ASSERT_EQ(http_upgrade_done(&p, &rw, true, &out, &status), 0, "http_upgrade_done(&p, &rw, true, &out, &status), 0");
+	ASSERT_EQ(http_upgrade_done(&p, &rw, true, &out, &status), 0,
+		  "http_upgrade_done(&p, &rw, true, &out, &status), 0");
 	ASSERT_EQ(http_passthrough_len(&p), UINT64_MAX, "http_passthrough_len(&p), UINT64_MAX");
 	http_parser_free(&p);
 	buf_free(&out);

@@ -13,7 +13,6 @@
 #include "test.h"
 #include "gw/proxy_proto.h"
 
-
 /* A hand-made identity: a client cert with CN "abc", TLS 1.3, one cipher. */
 static void small_identity(struct gw_identity *id)
 {

@@ -1060,16 +1060,15 @@ void test_tls_verify_cache(void)
 {
 	static const struct {
 		const char *client;
-		int status; /* tls_verify_decision() status: 0 or 495 */
+		int status;	    /* tls_verify_decision() status: 0 or 495 */
 		unsigned long hits; /* from the cache, with it on */
 	} steps[] = {
-		{"client-good", 495, 0},   /* verified, then refused by the allow-list */
-		{"client-good", 495, 1},   /* same chain: cache, still refused */
-		{"client-int2", 0, 0},	   /* another chain: verified */
-		{"client-int2", 0, 1},	   /* cache */
+		{"client-good", 495, 0},    /* verified, then refused by the allow-list */
+		{"client-good", 495, 1},    /* same chain: cache, still refused */
+		{"client-int2", 0, 0},	    /* another chain: verified */
+		{"client-int2", 0, 1},	    /* cache */
 		{"client-expired", 495, 0}, /* errors are never cached */
-		{"client-expired", 495, 0},
-		{"client-good", 495, 1},
+		{"client-expired", 495, 0}, {"client-good", 495, 1},
 	};
 
 	for (int on = 0; on < 2; on++) {
@@ -1091,8 +1090,8 @@ void test_tls_verify_cache(void)
 			struct tcli cl = {.name = steps[i].client};
 			unsigned long before = tls_verify_cache_hits();
 
-			snprintf(what, sizeof(what), "cache %s, step %zu (%s)", on ? "on" : "off", i,
-				 steps[i].client);
+			snprintf(what, sizeof(what), "cache %s, step %zu (%s)", on ? "on" : "off",
+				 i, steps[i].client);
 			if (!ASSERT_OK(run_hs(srv, &cl, &h), what))
 				break;
 			ASSERT_OK(h.srv_rc, what);
@@ -1100,9 +1099,9 @@ void test_tls_verify_cache(void)
 			ASSERT_EQ(tls_verify_cache_hits() - before, on ? steps[i].hits : 0, what);
 			if (steps[i].status)
 				ASSERT_STRSTR(h.reason,
-					      strcmp(steps[i].client, "client-good") == 0 ?
-						      "not in ssl_client_allow" :
-						      "expired",
+					      strcmp(steps[i].client, "client-good") == 0
+						      ? "not in ssl_client_allow"
+						      : "expired",
 					      what);
 			hs_free(&h);
 		}
@@ -1161,7 +1160,10 @@ void test_tls_verify_cache_clock_back(void)
 		int status;
 		unsigned long hits;
 	} steps[] = {
-		{0, 0, 0}, {0, 0, 1}, {-(86400L + 3600), 495, 0}, {0, 0, 1},
+		{0, 0, 0},
+		{0, 0, 1},
+		{-(86400L + 3600), 495, 0},
+		{0, 0, 1},
 	};
 	struct tsrv t;
 	struct tls_srv *srv = vc_root_srv(&t);
@@ -1369,7 +1371,8 @@ void test_tls_verify_cache_per_server(void)
 		struct tcli cl = {.name = "client-int2", .sni = steps[i].sni};
 		unsigned long before = tls_verify_cache_hits();
 
-		snprintf(what, sizeof(what), "step %zu (%s)", i, steps[i].sni ? steps[i].sni : "default");
+		snprintf(what, sizeof(what), "step %zu (%s)", i,
+			 steps[i].sni ? steps[i].sni : "default");
 		if (!ASSERT_OK(run_hs(g[0], &cl, &h), what))
 			break;
 		ASSERT_OK(h.srv_rc, what);

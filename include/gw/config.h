@@ -136,8 +136,8 @@ struct gw_server {
 	size_t nserver_names;
 
 	/* TLS */
-	char **certs; /* ssl_certificate, may repeat (RSA + ECDSA) */
-	char **keys;  /* ssl_certificate_key, same count as certs */
+	char **certs;		      /* ssl_certificate, may repeat (RSA + ECDSA) */
+	char **keys;		      /* ssl_certificate_key, same count as certs */
 	struct gw_where *certs_where; /* per certs[i] */
 	struct gw_where *keys_where;  /* per keys[i] */
 	size_t ncerts;
@@ -177,20 +177,20 @@ struct gw_server {
 	long proxy_connect_timeout_ms; /* default 60000 */
 	/* http: keepalive_timeout 75s (0 = no keep-alive, as nginx); stream: proxy_timeout 10m */
 	long idle_timeout_ms;
-	int header_buffer_count;  /* large_client_header_buffers, default 4 */
-	long header_buffer_size;  /* default 8192 */
+	int header_buffer_count; /* large_client_header_buffers, default 4 */
+	long header_buffer_size; /* default 8192 */
 
 	char *access_log; /* NULL = off (our default; nginx logs to logs/access.log), "stderr" */
 };
 
 struct gw_config {
 	char *file;
-	int worker_processes; /* 0 = auto */
-	char *error_log;      /* NULL = stderr */
-	int error_log_level;  /* enum gw_log_level, default GW_LOG_ERR as nginx */
-	char *pid;	      /* NULL = no pid file */
-	bool daemon;	      /* default off: -c runs in the foreground */
-	char *metrics_listen; /* parsed, served by the operations issue */
+	int worker_processes;	/* 0 = auto */
+	char *error_log;	/* NULL = stderr */
+	int error_log_level;	/* enum gw_log_level, default GW_LOG_ERR as nginx */
+	char *pid;		/* NULL = no pid file */
+	bool daemon;		/* default off: -c runs in the foreground */
+	char *metrics_listen;	/* parsed, served by the operations issue */
 	int worker_connections; /* events{}: max connections per worker, default 512 */
 	/* open-file limit (soft and hard) to set; 0: the soft limit is raised to the hard one */
 	long worker_rlimit_nofile;

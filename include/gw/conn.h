@@ -65,9 +65,9 @@ struct GW_OP_ALIGNED listener {
 	const struct gw_listen *listen; /* of the default server */
 	struct tls_srv **group;		/* [0] = default server */
 	size_t ngroup;
-	struct gw_gen *gen;		/* the generation of group */
-	bool armed;  /* a multishot accept is in flight */
-	bool paused; /* out of fds/memory: re-armed at the next tick */
+	struct gw_gen *gen; /* the generation of group */
+	bool armed;	    /* a multishot accept is in flight */
+	bool paused;	    /* out of fds/memory: re-armed at the next tick */
 };
 
 struct access_log {
@@ -123,8 +123,8 @@ struct GW_OP_ALIGNED conn {
 	int reject_status; /* CS_REJECT: 495, 496, 502 */
 
 	/* client -> backend */
-	char *crx; /* GW_RX_BUF: tier K recvmsg, or tier U without the ring */
-	const char *rin;    /* tier U: received TLS bytes the read BIO hands OpenSSL */
+	char *crx;	 /* GW_RX_BUF: tier K recvmsg, or tier U without the ring */
+	const char *rin; /* tier U: received TLS bytes the read BIO hands OpenSSL */
 	size_t rin_len;
 	struct buf rin_left; /* a partial record kept until the rest arrives */
 	bool rx_ahead;	     /* tier U: records read ahead with Finished wait in OpenSSL */
@@ -143,13 +143,13 @@ struct GW_OP_ALIGNED conn {
 	char *brx; /* GW_RX_BUF, without the ring only */
 	bool brx_busy;
 	bool backend_eof;
-	struct buf b2c; /* TLS records (tier K: plaintext) being sent to the client */
+	struct buf b2c;	      /* TLS records (tier K: plaintext) being sent to the client */
 	struct buf b2c_later; /* produced while a send of b2c was in flight */
 	bool csend_busy;
 	bool close_notify_sent;
 	bool finish_after_flush; /* close once b2c is flushed */
 
-	uint64_t bytes_up, bytes_down; /* plaintext client->backend, backend->client */
+	uint64_t bytes_up, bytes_down;	   /* plaintext client->backend, backend->client */
 	uint64_t spliced_up, spliced_down; /* tier K: of those, moved by splice */
 
 	/* tier K: keys in the kernel, the SSL is not used for I/O any more */
@@ -182,9 +182,9 @@ struct worker {
 	struct access_log *logs;
 	size_t nlogs;
 	struct io_uring_buf_ring *rx_ring; /* NULL: per-connection receive buffers */
-	char *rx_bufs;			    /* rx_nbufs x GW_RX_BUF */
+	char *rx_bufs;			   /* rx_nbufs x GW_RX_BUF */
 	unsigned int rx_nbufs;
-	unsigned long rx_nobufs;	    /* receives that found the ring empty */
+	unsigned long rx_nobufs; /* receives that found the ring empty */
 	/*
 	 * Send buffers given back by drained connections, for the next one that
 	 * needs a big one: no malloc/realloc/free cycle per response, whatever

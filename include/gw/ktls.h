@@ -28,8 +28,8 @@ void ktls_ctx_setup(SSL_CTX *ctx);
  * After a verified handshake on @fd (OpenSSL still on the socket BIO):
  * returns 1 when TX and RX are both in the kernel (tier K: the SSL must not
  * be used for I/O again; @why says who installed which direction), 0 when
- * no key is in the kernel (tier U; @why says why), or -EPROTO when only part is (the connection must be closed and
- * never written to; @why says why).
+ * no key is in the kernel (tier U; @why says why), or -EPROTO when only part is (the connection
+ * must be closed and never written to; @why says why).
  */
 int ktls_finish(SSL *ssl, int fd, char *why, size_t wlen);
 

@@ -15,8 +15,8 @@
  * ("bind() to 127.0.0.1:443 failed (98: Address already in use)",
  * "FILE:LINE: ..." for TLS material).
  */
-int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listener **out,
-		   size_t *n, char **err);
+int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listener **out, size_t *n,
+		   char **err);
 void listeners_close(struct listener *l, size_t n);
 
 int worker_init(struct worker *w, const struct gw_config *cfg);

@@ -169,7 +169,6 @@ static void be_respond_upload(struct be_conn *c, unsigned long *nresp)
 	c->sending = true;
 }
 
-
 /* parse the head rbuf[0..hlen); returns 0 or -EBADMSG */
 static int be_parse_head(struct be_conn *c, size_t hlen, unsigned long *nresp)
 {

@@ -354,7 +354,6 @@ static int ssl_outcome(struct bench_conn *c, int r, enum bench_err kind)
 	return -1;
 }
 
-
 /* check a response head hbuf[0..hlen); 0 or the error kind + 1 */
 static int parse_head(struct bench_conn *c, size_t hlen)
 {
@@ -689,25 +688,25 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ktlsgw-bench handshake|rps|bulk|stream [options] HOST:PORT\n"
-		"  --cert FILE --key FILE   client certificate (chain) and key\n"
-		"  --ca FILE                verify the server against these CAs (in full once; the\n"
-		"                           same chain again is accepted as verified), else no check\n"
-		"  --sni NAME               SNI (default localhost); --host NAME Host header\n"
-		"  --tls 1.2|1.3            only this version; --resume: session resumption\n"
-		"  --ciphers L --ciphersuites L --groups L   as OpenSSL lists\n"
-		"  -t THREADS (default: cores)  -c CONNECTIONS (default 2 per thread)\n"
-		"  -d SECONDS (default 10) | -n UNITS   --timeout SECONDS (default 10)\n"
-		"  --size N       handshake/rps: GET /size/N (default 64); stream: chunk size\n"
-		"  --download SIZE | --upload SIZE    bulk\n"
-		"  --echo | --sink                    stream (default echo)\n"
-		"  --check-body   check every body byte; --expect-status N (default 200)\n"
-		"  --json         machine-readable result on stdout; -q: no progress lines\n"
-		"  --provider-ec  decode EC public keys with OpenSSL 3.0's provider decoders\n"
-		"                 (default: its built-in legacy EC method, 1.2 M instructions\n"
-		"                 less per certificate; the proxy under test is not affected)\n"
-		"exit status: 0 no errors, 1 errors (or nothing succeeded), 2 usage/setup\n");
+	fprintf(f, "usage: ktlsgw-bench handshake|rps|bulk|stream [options] HOST:PORT\n"
+		   "  --cert FILE --key FILE   client certificate (chain) and key\n"
+		   "  --ca FILE                verify the server against these CAs (in full\n"
+		   "                           once; the same chain again is accepted as\n"
+		   "                           verified), else no check\n"
+		   "  --sni NAME               SNI (default localhost); --host NAME Host header\n"
+		   "  --tls 1.2|1.3            only this version; --resume: session resumption\n"
+		   "  --ciphers L --ciphersuites L --groups L   as OpenSSL lists\n"
+		   "  -t THREADS (default: cores)  -c CONNECTIONS (default 2 per thread)\n"
+		   "  -d SECONDS (default 10) | -n UNITS   --timeout SECONDS (default 10)\n"
+		   "  --size N       handshake/rps: GET /size/N (default 64); stream: chunk size\n"
+		   "  --download SIZE | --upload SIZE    bulk\n"
+		   "  --echo | --sink                    stream (default echo)\n"
+		   "  --check-body   check every body byte; --expect-status N (default 200)\n"
+		   "  --json         machine-readable result on stdout; -q: no progress lines\n"
+		   "  --provider-ec  decode EC public keys with OpenSSL 3.0's provider decoders\n"
+		   "                 (default: its built-in legacy EC method, 1.2 M instructions\n"
+		   "                 less per certificate; the proxy under test is not affected)\n"
+		   "exit status: 0 no errors, 1 errors (or nothing succeeded), 2 usage/setup\n");
 }
 
 static int parse_target(const char *s)
@@ -891,8 +890,8 @@ static void report(struct bench_thread **th, long n, double secs)
 		       opt.target, opt.threads, opt.conns, proto ? proto : "-",
 		       cipher ? cipher : "-", group ? group : "-", opt.resume ? " (resume)" : "",
 		       secs);
-		printf("  EC keys    %s\n",
-		       opt.ec_legacy ? "OpenSSL's legacy EC method" : "OpenSSL's provider decoders");
+		printf("  EC keys    %s\n", opt.ec_legacy ? "OpenSSL's legacy EC method"
+							  : "OpenSSL's provider decoders");
 		printf("  requests   %12llu  %12.1f /s\n", (unsigned long long)s.ok,
 		       (double)s.ok / secs);
 		printf("  handshakes %12llu  %12.1f /s  (%llu resumed)\n",

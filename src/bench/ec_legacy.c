@@ -42,8 +42,7 @@ bool bench_ec_legacy(void)
 
 	ok = e && EVP_PKEY_meth_find(EVP_PKEY_EC) && ENGINE_set_id(e, "ktlsgw-bench-ec") &&
 	     ENGINE_set_name(e, "OpenSSL's built-in EC method (ktlsgw-bench)") &&
-	     ENGINE_set_pkey_meths(e, ec_pmeths) && ENGINE_add(e) &&
-	     ENGINE_register_pkey_meths(e);
+	     ENGINE_set_pkey_meths(e, ec_pmeths) && ENGINE_add(e) && ENGINE_register_pkey_meths(e);
 	ENGINE_free(e); /* the engine list keeps its own reference */
 	return ok;
 }
