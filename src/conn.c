@@ -1556,6 +1556,15 @@ static void relay_start(struct conn *c)
 	backend_recv(c);
 }
 
+/* No backend connection for @c: http answers 502 (its request has arrived: as nginx). */
+static void backend_failed(struct conn *c, const char *reason)
+{
+	if (c->srv->mode == GW_MODE_HTTP)
+		conn_answer_error(c, 502, reason);
+	else
+		conn_finish(c, reason);
+}
+
 static void on_connect(struct conn *c, int res)
 {
 	if (c->state == CS_CLOSING || c->finish_after_flush)
@@ -1563,10 +1572,7 @@ static void on_connect(struct conn *c, int res)
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "connect() to backend %s failed (%d: %s) for client %s",
 			 c->srv->proxy_pass, -res, strerror(-res), c->peer_text);
-		if (c->srv->mode == GW_MODE_HTTP) /* the request has arrived: as nginx */
-			conn_answer_error(c, 502, "backend connect failed");
-		else
-			conn_finish(c, "backend connect failed");
+		backend_failed(c, "backend connect failed");
 		return;
 	}
 	conn_log(c, GW_LOG_DEBUG, "backend %s connected", c->srv->proxy_pass);
@@ -1593,19 +1599,13 @@ static void backend_connect(struct conn *c)
 	 */
 	if (c->tier_k && ktls_splice && c->p1[0] < 0 && (make_pipe(c->p1) || make_pipe(c->p2))) {
 		conn_log(c, GW_LOG_ERR, "pipe: %s", strerror(errno));
-		if (s->mode == GW_MODE_HTTP)
-			conn_answer_error(c, 502, "no pipe for the splice relay");
-		else
-			conn_finish(c, "no pipe for the splice relay");
+		backend_failed(c, "no pipe for the splice relay");
 		return;
 	}
 	c->bfd = socket(s->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
 		conn_log(c, GW_LOG_ERR, "backend socket: %s", strerror(errno));
-		if (s->mode == GW_MODE_HTTP)
-			conn_answer_error(c, 502, "backend socket failed");
-		else
-			conn_finish(c, "backend socket failed");
+		backend_failed(c, "backend socket failed");
 		return;
 	}
 	int one = 1;

@@ -919,7 +919,13 @@ static int set_sid_ctx(struct tls_srv *t, SSL_CTX *ctx, const struct gw_server *
 	{
 		STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
 
-		/* in load order: the same files give the same order in every worker */
+		/*
+		 * The store's order (each add sorts what was there, then appends):
+		 * the same files loaded in the same sequence give the same order
+		 * in every worker. Each worker reads the files itself, so a file
+		 * replaced on disk between two workers' starts (before a reload)
+		 * gives them other keys: their tickets then do not cross.
+		 */
 		for (int i = 0; ok && objs && i < sk_X509_OBJECT_num(objs); i++) {
 			X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
 			unsigned char buf[EVP_MAX_MD_SIZE];
