@@ -1648,7 +1648,9 @@ static int use_relay_bio(struct conn *c)
  * RX) put both directions into the kernel, else tier U on the relay BIO.
  * Decided before the verification outcome is acted on, because once a key
  * is in the kernel every byte for this client must go through it (an error
- * page included). Returns 0, or -ECANCELED when the connection was closed.
+ * page included). Tier K frees the SSL: call after the identity is taken and
+ * everything logged that reads the SSL. Returns 0, or -ECANCELED when the
+ * connection was closed.
  */
 static int choose_tier(struct conn *c)
 {
@@ -1667,6 +1669,12 @@ static int choose_tier(struct conn *c)
 		conn_log(c, GW_LOG_INFO, "kTLS: %s", why);
 		c->tier_k = true;
 		c->w->stats.tier_k++;
+		/*
+		 * The keys are in the kernel, the session is in the cache (if any)
+		 * and the identity holds its own references: OpenSSL's state, most
+		 * of what an idle connection costs, is not needed any more.
+		 */
+		conn_ssl_free(c);
 		return 0;
 	}
 	if (ktls_kernel && c->srv->ktls == GW_KTLS_ON) {
@@ -1706,6 +1714,10 @@ static void handshake_done(struct conn *c)
 		conn_abort(c, "identity: out of memory");
 		return;
 	}
+	if (dec)
+		conn_log(c, GW_LOG_INFO,
+			 "client %s rejected: %s (ssl_verify_failure http: answering %d)",
+			 c->peer_text, tls_ssl_reason(c->ssl), status);
 	if (choose_tier(c))
 		return;
 	c->rw.headers = c->srv->headers;
@@ -1715,17 +1727,6 @@ static void handshake_done(struct conn *c)
 	c->rw.header_buffer_count = c->srv->header_buffer_count;
 	c->rw.header_buffer_size = c->srv->header_buffer_size;
 
-	if (dec)
-		conn_log(c, GW_LOG_INFO,
-			 "client %s rejected: %s (ssl_verify_failure http: answering %d)",
-			 c->peer_text, tls_ssl_reason(c->ssl), status);
-	if (c->tier_k)
-		/*
-		 * The keys are in the kernel, the session is in the cache (if any)
-		 * and the identity holds its own references: OpenSSL's state, most
-		 * of what an idle connection costs, is not needed any more.
-		 */
-		conn_ssl_free(c);
 	if (dec) {
 		if (c->srv->mode != GW_MODE_HTTP || c->srv->verify_failure != GW_VFAIL_HTTP) {
 			/* never reaches a backend */

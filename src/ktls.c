@@ -109,19 +109,39 @@ void ktls_ctx_setup(SSL_CTX *ctx)
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 }
 
+int gw_hkdf(int mode, const char *digest, const void *key, size_t klen, const void *salt,
+	    size_t slen, const void *info, size_t ilen, unsigned char *out, size_t olen)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[6], *p = params;
+	int ret = -EPROTO;
+
+	EVP_KDF_free(kdf);
+	if (!kctx)
+		return -ENOMEM;
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, klen);
+	if (salt)
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, slen);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, ilen);
+	*p = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(kctx, out, olen, params) > 0)
+		ret = 0;
+	EVP_KDF_CTX_free(kctx);
+	return ret;
+}
+
 /*
- * HKDF-Expand-Label(secret, label, "", len) of RFC 8446 7.1, with OpenSSL's
- * HKDF in expand-only mode and a hand-built HkdfLabel.
+ * HKDF-Expand-Label(secret, label, "", len) of RFC 8446 7.1: expand-only,
+ * with a hand-built HkdfLabel.
  */
 static int hkdf_expand_label(const EVP_MD *md, const unsigned char *secret, size_t slen,
 			     const char *label, unsigned char *out, size_t len)
 {
 	unsigned char info[2 + 1 + 6 + 16 + 1];
 	size_t ll = strlen(label), n = 0;
-	EVP_KDF *kdf;
-	EVP_KDF_CTX *kctx;
-	OSSL_PARAM params[5];
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret = -EPROTO;
 
 	if (ll > 16)
 		return -EINVAL;
@@ -133,22 +153,8 @@ static int hkdf_expand_label(const EVP_MD *md, const unsigned char *secret, size
 	memcpy(info + n, label, ll);
 	n += ll;
 	info[n++] = 0; /* empty context */
-
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	EVP_KDF_free(kdf);
-	if (!kctx)
-		return -ENOMEM;
-	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-						     (char *)EVP_MD_get0_name(md), 0);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, slen);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n);
-	params[4] = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kctx, out, len, params) > 0)
-		ret = 0;
-	EVP_KDF_CTX_free(kctx);
-	return ret;
+	return gw_hkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, EVP_MD_get0_name(md), secret, slen, NULL, 0,
+		       info, n, out, len);
 }
 
 /* Install the TLS 1.3 RX key derived from the client's traffic secret. */

@@ -109,8 +109,7 @@ int listeners_open(const struct gw_config *cfg, bool bind_sockets, struct listen
 			x->group = g;
 			x->group[x->ngroup++] = tsrv[i];
 			if (l->default_server && x->ngroup > 1) {
-				/* "listen ... default_server": this server is the group's default
-				 */
+				/* "listen ... default_server": the group's default server */
 				memmove(&x->group[1], &x->group[0], (x->ngroup - 1) * sizeof(*g));
 				x->group[0] = tsrv[i];
 				x->listen = l;

@@ -29,7 +29,6 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -998,31 +997,17 @@ void tls_ticket_secret_clear(void)
  */
 static int set_ticket_keys(const struct tls_srv *t, SSL_CTX *ctx)
 {
+	static const char salt[] = "ktlsgw session ticket keys";
 	unsigned char keys[80];
-	EVP_KDF *kdf;
-	EVP_KDF_CTX *kctx;
-	OSSL_PARAM params[5];
-	int ret = -EPROTO;
+	int ret;
 
 	if (!ticket_secret.set)
 		return 0;
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	EVP_KDF_free(kdf);
-	if (!kctx)
-		return -ENOMEM;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ticket_secret.key,
-						      sizeof(ticket_secret.key));
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-						      "ktlsgw session ticket keys", 26);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)t->sid_ctx,
-						      t->sid_ctx_len);
-	params[4] = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kctx, keys, sizeof(keys), params) > 0 &&
-	    SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) == 1)
-		ret = 0;
-	EVP_KDF_CTX_free(kctx);
+	ret = gw_hkdf(EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, "SHA256", ticket_secret.key,
+		      sizeof(ticket_secret.key), salt, sizeof(salt) - 1, t->sid_ctx, t->sid_ctx_len,
+		      keys, sizeof(keys));
+	if (!ret && SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1)
+		ret = -EPROTO;
 	OPENSSL_cleanse(keys, sizeof(keys));
 	ERR_clear_error();
 	return ret;

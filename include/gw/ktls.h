@@ -18,6 +18,14 @@ static inline bool ktls_possible(const struct gw_server *s)
 	return ktls_kernel && s->ktls != GW_KTLS_OFF;
 }
 
+/*
+ * HKDF (RFC 5869) with OpenSSL's KDF: @mode is EVP_KDF_HKDF_MODE_*, @digest
+ * a name ("SHA256"), @salt may be NULL. For the TLS 1.3 RX key here and the
+ * session ticket keys (tls.c). Returns 0, -ENOMEM or -EPROTO.
+ */
+int gw_hkdf(int mode, const char *digest, const void *key, size_t klen, const void *salt,
+	    size_t slen, const void *info, size_t ilen, unsigned char *out, size_t olen);
+
 /* Allocate the per-SSL secret slot. Returns 0 or -ENOMEM. */
 int ktls_init(void);
 
