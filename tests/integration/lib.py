@@ -147,6 +147,15 @@ def port_owned_by(pid, port):
     return False
 
 
+def proc_status(pid, field="VmRSS:"):
+    """The number after @field in /proc/PID/status (VmRSS: in KiB), 0 when absent."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_port(port, proc=None, timeout=10.0, host="127.0.0.1"):
     deadline = time.monotonic() + timeout * SLOW
     while time.monotonic() < deadline:

@@ -13,8 +13,8 @@ import time
 
 from lib import (EchoBackend, ProxyReceiver, Server, Tap, TestFailure, TlsConn, _TlsReader,
                  attempt, cert, chain_ders, check, check_eq, cert_sig_alg, der_of, det_bytes,
-                 free_port, http_get, need_gw, raw_connect, read_response, read_until_closed,
-                 run_check, subst, test, walk_tls_records, SLOW, TMPROOT)
+                 free_port, http_get, need_gw, proc_status, raw_connect, read_response,
+                 read_until_closed, run_check, subst, test, walk_tls_records, SLOW, TMPROOT)
 
 HTTP_BLOCK = """
     server {
@@ -809,8 +809,8 @@ def t_ticket_other_worker():
     alternate the client's CPU (the steering program sends a connection to the worker of
     the CPU it came from; the kernel's hash otherwise): every one resumes, and some land on
     the worker that did not issue the ticket (it was one in two before)."""
-    if len(os.sched_getaffinity(0)) < 2:
-        raise Skip("needs 2 CPUs")
+    from test_passthrough import _need_cpus
+    _need_cpus(2)
 
     def served(log):
         return [int(p) for p in re.findall(
@@ -1017,30 +1017,24 @@ def idle_rss_per_conn(extra, n=300):
     with EchoBackend() as be, gw_http(be, extra=extra, thp=False) as gw:
         pid = gw.proc.pid
 
-        def rss(field="VmRSS:"):
-            with open("/proc/%d/status" % pid) as f:
-                for ln in f:
-                    if ln.startswith(field):
-                        return int(ln.split()[1])
-            return 0
-
         def huge_kib():
             with open("/proc/%d/smaps_rollup" % pid) as f:
                 for ln in f:
                     if ln.startswith("AnonHugePages:"):
                         return int(ln.split()[1])
             return 0
-        check_eq(rss("THP_enabled:"), 0, "THP_enabled of the gateway (PR_SET_THP_DISABLE)")
+        check_eq(proc_status(pid, "THP_enabled:"), 0,
+                 "THP_enabled of the gateway (PR_SET_THP_DISABLE)")
         warm = TlsConn(port_of(gw), "client-good")
         warm.handshake()
         rd = _TlsReader(warm)
         warm.send(http_get("/warm"))
         check_eq(read_response(warm, rd).status, 200, "warm-up request")
         time.sleep(0.3)
-        base = rss()
+        base = proc_status(pid)
         conns = open_verified(port_of(gw), n)
         time.sleep(0.5)
-        per = (rss() - base) / float(n)
+        per = (proc_status(pid) - base) / float(n)
         check_eq(huge_kib(), 0, "KiB in transparent huge pages")
         # each still works: a request on the last one opened
         rd = _TlsReader(conns[-1])

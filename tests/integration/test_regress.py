@@ -11,16 +11,9 @@ import subprocess
 import time
 
 from lib import (EchoBackend, Skip, TlsConn, _ThreadedServer, _TlsReader, cert, check, check_eq,
-                 free_port, http_get, read_response, test, SLOW)
+                 free_port, http_get, proc_status, read_response, test, SLOW)
 from test_gateway import gw_http, port_of
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 @test("regress/max-fragment-length", timeout=60)
@@ -114,7 +107,7 @@ def t_upgrade_bounded():
             c.handshake()
             c.send(UPGRADE % b"/never")
             time.sleep(0.3)
-            before = rss_kb(pid)
+            before = proc_status(pid)
             c.sock.settimeout(0.5)
             chunk = os.urandom(65536)
             sent = 0
@@ -128,7 +121,7 @@ def t_upgrade_bounded():
             except (socket.timeout, OSError):
                 pass
             time.sleep(0.3)
-            grew = rss_kb(pid) - before
+            grew = proc_status(pid) - before
             check(sent < (24 << 20), "the gateway kept reading: %d bytes accepted" % sent)
             check(grew < 8 * 1024, "gateway RSS grew by %d KiB while the upgrade waited" % grew)
             check(gw.alive(), "gateway alive")
