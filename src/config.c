@@ -97,6 +97,22 @@ struct cf_strw {
 	struct gw_where w;
 };
 
+/*
+ * upstream NAME { server ADDR; keepalive N; ... } (http{} only): one server,
+ * and the idle connections to it each worker keeps (conn.c's backend pool).
+ */
+struct cf_upstream {
+	char *name;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int nservers;
+	long keepalive;	 /* 0: none, every client connection opens its own */
+	long timeout_ms; /* keepalive_timeout, default 60s as nginx */
+	long requests;	 /* keepalive_requests, default 1000 as nginx */
+	long time_ms;	 /* keepalive_time, default 1h as nginx */
+	bool keepalive_set, timeout_set, requests_set, time_set;
+};
+
 /* Settings of one http{}, stream{}, server{} or location / {} block. */
 struct cf_level {
 	uint64_t set;
@@ -118,6 +134,7 @@ struct cf_level {
 	struct cf_strw proxy_pass;
 	struct sockaddr_storage backend;
 	socklen_t backendlen;
+	const struct cf_upstream *ups; /* proxy_pass http://NAME of an upstream{} */
 	struct gw_header *headers;
 	size_t nheaders;
 	int ppv;
@@ -153,6 +170,7 @@ enum cf_ctx {
 	CTX_STREAM = 1 << 5,
 	CTX_SSRV = 1 << 6,
 	CTX_TYPES = 1 << 7, /* inside a no-op block: everything is ignored */
+	CTX_UPS = 1 << 8,   /* upstream{} */
 };
 
 #define CTX_SSL (CTX_HTTP | CTX_HSRV | CTX_STREAM | CTX_SSRV)
@@ -173,13 +191,17 @@ struct cf_parser {
 	struct cf_level *http, *stream;
 	struct cf_server **servers;
 	size_t nservers;
+	struct cf_upstream **ups;
+	size_t nups;
+	bool ups_prescan; /* h_http_stream() reads the upstream{} blocks first */
 };
 
 /* The walker's position. */
 struct cf_walk {
 	enum cf_ctx ctx;
-	struct cf_level *lv;   /* level receiving settings, NULL in main/events */
-	struct cf_server *srv; /* current server{} */
+	struct cf_level *lv;	 /* level receiving settings, NULL in main/events */
+	struct cf_server *srv;	 /* current server{} */
+	struct cf_upstream *ups; /* current upstream{} */
 };
 
 static void cf_error(struct cf_parser *p, const char *file, int line, const char *fmt, ...)
@@ -988,6 +1010,7 @@ struct cf_kw {
 };
 
 static int cf_walk_list(struct cf_parser *p, struct cf_list *l, struct cf_walk *w);
+static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *w);
 
 static bool cf_mark(struct cf_parser *p, struct cf_node *n, struct cf_level *lv, int field)
 {
@@ -1375,6 +1398,19 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 	}
 	if (!hostport)
 		return -ENOMEM;
+	if (http) {
+		/* as nginx: an upstream{} of that name before any host of that name */
+		for (size_t i = 0; i < p->nups; i++) {
+			if (strcasecmp(p->ups[i]->name, hostport) != 0)
+				continue;
+			if (!cf_mark(p, n, w->lv, kw->field))
+				goto out;
+			w->lv->backend = p->ups[i]->addr;
+			w->lv->backendlen = p->ups[i]->addrlen;
+			w->lv->ups = p->ups[i];
+			goto set;
+		}
+	}
 	if (cf_parse_addr(hostport, false, http ? 80 : 0, &ss, &sslen, &why)) {
 		w->srv->proxy_pass_err = true;
 		nerr(p, n, "%s in upstream \"%s\"", why, hostport);
@@ -1384,6 +1420,8 @@ static int h_proxy_pass(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		goto out;
 	w->lv->backend = ss;
 	w->lv->backendlen = sslen;
+	w->lv->ups = NULL;
+set:
 	w->lv->proxy_pass.s = strdup(n->args[1]);
 	w->lv->proxy_pass.w = (struct gw_where){n->file, n->line};
 	if (!w->lv->proxy_pass.s)
@@ -1696,6 +1734,111 @@ static int h_server(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 	return cf_walk_list(p, n->children, &inner);
 }
 
+/*
+ * upstream NAME { ... }: read by h_http_stream() before the rest of http{},
+ * so that a proxy_pass written before the block finds it, as in nginx.
+ */
+static int h_upstream(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+		      const struct cf_kw *kw)
+{
+	struct cf_walk inner = {.ctx = CTX_UPS};
+	struct cf_upstream *u, **slot;
+	int ret;
+
+	for (size_t i = 0; i < p->nups; i++) {
+		if (strcasecmp(p->ups[i]->name, n->args[1]) == 0) {
+			nerr(p, n, "duplicate upstream \"%s\"", n->args[1]);
+			return 0;
+		}
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u || !(u->name = strdup(n->args[1]))) {
+		free(u);
+		return -ENOMEM;
+	}
+	slot = ARR_PUSH(p->ups, p->nups);
+	if (!slot) {
+		free(u->name);
+		free(u);
+		return -ENOMEM;
+	}
+	*slot = u;
+	u->timeout_ms = 60000;
+	u->requests = 1000;
+	u->time_ms = 3600000;
+	inner.ups = u;
+	ret = cf_walk_list(p, n->children, &inner);
+	if (ret)
+		return ret;
+	if (!u->nservers)
+		nerr(p, n, "no servers are inside upstream");
+	return 0;
+}
+
+/* server ADDR inside upstream{}: one, without parameters. */
+static int h_ups_server(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+			const struct cf_kw *kw)
+{
+	struct cf_upstream *u = w->ups;
+	const char *why;
+
+	if (u->nservers++) {
+		nerr(p, n,
+		     "upstream \"%s\" has more than one server: ktlsgw does not balance between "
+		     "backends",
+		     u->name);
+		return 0;
+	}
+	if (n->nargs > 2) {
+		nerr(p, n, "\"server\" parameter \"%s\" is not supported by ktlsgw", n->args[2]);
+		return 0;
+	}
+	if (strncmp(n->args[1], "unix:", 5) == 0) {
+		nerr(p, n, "a unix socket in upstream \"%s\" is not supported by ktlsgw", u->name);
+		return 0;
+	}
+	if (cf_parse_addr(n->args[1], false, 80, &u->addr, &u->addrlen, &why))
+		nerr(p, n, "%s in upstream \"%s\"", why, n->args[1]);
+	return 0;
+}
+
+/* keepalive N, keepalive_requests N, keepalive_timeout T, keepalive_time T in upstream{}. */
+static int h_ups_keepalive(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
+			   const struct cf_kw *kw)
+{
+	struct cf_upstream *u = w->ups;
+	const char *name = n->args[0];
+	bool *set;
+	long v = 0;
+	int bad;
+
+	if (strcmp(name, "keepalive") == 0) {
+		set = &u->keepalive_set;
+		bad = cf_parse_int(n->args[1], INT_MAX, &v) || v < 1;
+		u->keepalive = v;
+	} else if (strcmp(name, "keepalive_requests") == 0) {
+		set = &u->requests_set;
+		bad = cf_parse_int(n->args[1], LONG_MAX / 10, &v) || v < 1;
+		u->requests = v;
+	} else if (strcmp(name, "keepalive_timeout") == 0) {
+		set = &u->timeout_set;
+		bad = cf_parse_time(n->args[1], false, &v) != 0;
+		u->timeout_ms = v;
+	} else {
+		set = &u->time_set;
+		bad = cf_parse_time(n->args[1], false, &v) != 0;
+		u->time_ms = v;
+	}
+	if (*set) {
+		nerr(p, n, "\"%s\" directive is duplicate", name);
+		return 0;
+	}
+	*set = true;
+	if (bad)
+		nerr(p, n, "invalid value \"%s\" in \"%s\" directive", n->args[1], name);
+	return 0;
+}
+
 static int h_http_stream(struct cf_parser *p, struct cf_node *n, struct cf_walk *w,
 			 const struct cf_kw *kw)
 {
@@ -1712,6 +1855,22 @@ static int h_http_stream(struct cf_parser *p, struct cf_node *n, struct cf_walk 
 		return -ENOMEM;
 	cf_level_init(*lvp);
 	inner.lv = *lvp;
+	if (!stream) {
+		p->ups_prescan = true;
+		for (size_t i = 0; i < n->children->n; i++) {
+			struct cf_node *c = &n->children->v[i];
+			int ret;
+
+			if (strcmp(c->args[0], "upstream") != 0)
+				continue;
+			ret = cf_walk_node(p, c, &inner);
+			if (ret) {
+				p->ups_prescan = false;
+				return ret;
+			}
+		}
+		p->ups_prescan = false;
+	}
 	return cf_walk_list(p, n->children, &inner);
 }
 
@@ -1924,6 +2083,13 @@ static const struct cf_kw cf_keywords[] = {
 	{"server_name", CTX_HSRV | CTX_SSRV, 1, CF_ANY_ARGS, false, h_server_name, -1, 0, NULL},
 	{"location", CTX_HSRV, 1, 2, true, h_location, -1, 0, NULL},
 	{"ssl_passthrough", CTX_HSRV | CTX_SSRV, 2, 2, false, h_passthrough, -1, 0, NULL},
+	/* upstream{} */
+	{"upstream", CTX_HTTP, 1, 1, true, h_upstream, -1, 0, NULL},
+	{"server", CTX_UPS, 1, CF_ANY_ARGS, false, h_ups_server, -1, 0, NULL},
+	{"keepalive", CTX_UPS, 1, 1, false, h_ups_keepalive, -1, 0, NULL},
+	{"keepalive_requests", CTX_UPS, 1, 1, false, h_ups_keepalive, -1, 0, NULL},
+	{"keepalive_timeout", CTX_UPS, 1, 1, false, h_ups_keepalive, -1, 0, NULL},
+	{"keepalive_time", CTX_UPS, 1, 1, false, h_ups_keepalive, -1, 0, NULL},
 	/* upstream */
 	{"proxy_pass", CTX_HSRV | CTX_LOC | CTX_SSRV, 1, 1, false, h_proxy_pass, F_PROXY_PASS, 0,
 	 NULL},
@@ -1997,7 +2163,7 @@ static const struct cf_kw cf_keywords[] = {
  *                               OCSP stapling and record sizing are not done; ticket
  *                               keys come from a secret random per start (tls.c)
  * Anything not in this table and not supported is an error, e.g. add_header
- * (would silently drop e.g. HSTS), ssl_password_file, ssl_early_data, upstream{}.
+ * (would silently drop e.g. HSTS), ssl_password_file, ssl_early_data.
  */
 struct cf_noop {
 	const char *name;
@@ -2088,6 +2254,8 @@ static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 
 	if (w->ctx == CTX_TYPES)
 		return 0;
+	if (w->ctx == CTX_HTTP && !p->ups_prescan && strcmp(name, "upstream") == 0)
+		return 0; /* read before the rest of http{} (h_http_stream) */
 	for (size_t i = 0; i < ARRAY_SIZE(cf_keywords); i++) {
 		if (strcmp(cf_keywords[i].name, name) != 0)
 			continue;
@@ -2098,7 +2266,8 @@ static int cf_walk_node(struct cf_parser *p, struct cf_node *n, struct cf_walk *
 		}
 	}
 	if (!kw) {
-		for (size_t i = 0; !known && i < ARRAY_SIZE(cf_noops); i++) {
+		/* keepalive_requests is upstream{}'s and a no-op in http{} */
+		for (size_t i = 0; i < ARRAY_SIZE(cf_noops); i++) {
 			if (strcmp(cf_noops[i].name, name) != 0)
 				continue;
 			if (cf_noops[i].block != n->block) {
@@ -2356,6 +2525,12 @@ static int cf_build_server(struct cf_parser *p, struct cf_server *s, struct gw_s
 			return -ENOMEM;
 		d->backend = L->backend;
 		d->backendlen = L->backendlen;
+		if (L->ups) {
+			d->keepalive = (int)L->ups->keepalive;
+			d->keepalive_timeout_ms = L->ups->timeout_ms;
+			d->keepalive_requests = L->ups->requests;
+			d->keepalive_time_ms = L->ups->time_ms;
+		}
 	}
 	L = cf_pick(s, F_HEADERS);
 	if (L && L->nheaders) {
@@ -2660,6 +2835,11 @@ out:
 	free(p.http);
 	cf_level_free(p.stream);
 	free(p.stream);
+	for (size_t i = 0; i < p.nups; i++) {
+		free(p.ups[i]->name);
+		free(p.ups[i]);
+	}
+	free(p.ups);
 	free(p.prefix);
 	if (ret == -ENOMEM) {
 		buf_free(&p.err);

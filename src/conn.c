@@ -175,7 +175,11 @@ void conn_abort(struct conn *c, const char *reason)
 		io_uring_prep_cancel_fd(sqe, c->cfd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
 	}
-	if (c->bfd >= 0) {
+	/*
+	 * A backend kept for the pool with no op on it gets no cancel: the fd
+	 * may serve another client before this cancel would run.
+	 */
+	if (c->bfd >= 0 && !(c->bkeep && !c->brx_busy && !c->bsend_busy)) {
 		sqe = worker_sqe(c->w);
 		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
@@ -197,6 +201,130 @@ static void conn_ssl_free(struct conn *c)
 	c->ssl = NULL;
 }
 
+/* ------------------------------------------------------------ backend pool */
+
+/*
+ * upstream keepalive: a worker keeps the backend connections of finished
+ * client connections that ended between two exchanges (http_resp_idle()),
+ * most recently used first, up to "keepalive N" per backend address, and
+ * gives them to the next client connections instead of connecting. Tier U
+ * only: the response framing is read from the plaintext OpenSSL encrypts,
+ * and tier K splices responses unseen.
+ */
+static bool bpool_match(const struct bpool_ent *e, const struct gw_server *s)
+{
+	return e->addrlen == s->backendlen && memcmp(&e->addr, &s->backend, s->backendlen) == 0;
+}
+
+static void bpool_unlink(struct worker *w, struct bpool_ent *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		w->bpool = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	w->bpool_n--;
+}
+
+static void bpool_drop(struct worker *w, struct bpool_ent *e)
+{
+	bpool_unlink(w, e);
+	close(e->fd);
+	free(e);
+}
+
+/*
+ * An idle connection to @c's backend into c->bfd: the most recently used
+ * one that the backend has neither closed nor written to since (a peek that
+ * does not wait says so). Returns false when there is none.
+ */
+static bool bpool_take(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct bpool_ent *e, *next;
+	char x;
+
+	for (e = w->bpool; e; e = next) {
+		next = e->next;
+		if (!bpool_match(e, c->srv))
+			continue;
+		if (recv(e->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+			bpool_unlink(w, e);
+			c->bfd = e->fd;
+			c->b_reused = true;
+			c->b_born_ms = e->born_ms;
+			c->b_reqs = e->requests;
+			c->b_retry = true;
+			free(e);
+			w->stats.backend_reused++;
+			return true;
+		}
+		bpool_drop(w, e);
+	}
+	return false;
+}
+
+/* conn_free(): keep c->bfd (c->bkeep) for a later client, or close it. */
+static void bpool_put(struct conn *c)
+{
+	const struct gw_server *s = c->srv;
+	struct worker *w = c->w;
+	uint64_t now = gw_now_ms();
+	unsigned long reqs = c->b_reqs + c->hp.requests;
+	struct bpool_ent *e, *o, *last = NULL;
+	int n = 0;
+
+	if (w->draining || w->stop || reqs >= (unsigned long)s->keepalive_requests ||
+	    now - c->b_born_ms >= (uint64_t)s->keepalive_time_ms || !(e = calloc(1, sizeof(*e)))) {
+		close(c->bfd);
+		return;
+	}
+	for (o = w->bpool; o; o = o->next) {
+		if (bpool_match(o, s)) {
+			n++;
+			last = o;
+		}
+	}
+	if (n >= s->keepalive)
+		bpool_drop(w, last); /* the least recently used one makes room */
+	e->fd = c->bfd;
+	e->addr = s->backend;
+	e->addrlen = s->backendlen;
+	e->idle_until_ms = now + (uint64_t)s->keepalive_timeout_ms;
+	e->born_ms = c->b_born_ms;
+	e->requests = reqs;
+	e->next = w->bpool;
+	if (e->next)
+		e->next->prev = e;
+	w->bpool = e;
+	w->bpool_n++;
+}
+
+/* The tick: close what has been idle for keepalive_timeout, all of it when draining. */
+static void bpool_sweep(struct worker *w, uint64_t now)
+{
+	struct bpool_ent *e, *next;
+
+	for (e = w->bpool; e; e = next) {
+		next = e->next;
+		if (w->draining || now >= e->idle_until_ms)
+			bpool_drop(w, e);
+	}
+}
+
+/*
+ * The backend connection of @c is between exchanges: every request sent
+ * has its whole response, nothing is on its way, and no response said the
+ * backend closes.
+ */
+static bool backend_reusable(const struct conn *c)
+{
+	return c->bpool && c->bfd >= 0 && c->state == CS_RELAY && !c->backend_eof &&
+	       !c->backend_shut && !c->bsend_busy && !buf_avail(&c->c2b) &&
+	       !buf_avail(&c->c2b_later) && http_resp_idle(&c->hr, &c->hp);
+}
+
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -210,7 +338,9 @@ static void conn_free(struct conn *c)
 	w->nconns--;
 	if (c->cfd >= 0)
 		close(c->cfd);
-	if (c->bfd >= 0)
+	if (c->bfd >= 0 && c->bkeep)
+		bpool_put(c);
+	else if (c->bfd >= 0)
 		close(c->bfd);
 	for (int i = 0; i < 2; i++) {
 		if (c->p1[i] >= 0)
@@ -226,6 +356,8 @@ static void conn_free(struct conn *c)
 	buf_free(&c->b2c);
 	buf_free(&c->b2c_later);
 	buf_free(&c->rin_left);
+	buf_free(&c->b_sent);
+	http_resp_free(&c->hr);
 	free(c->crx);
 	free(c->brx);
 	if (c->gen && --c->gen->refs == 0)
@@ -254,6 +386,8 @@ void conn_free_all(struct worker *w)
 {
 	while (w->conns)
 		conn_free(w->conns);
+	while (w->bpool)
+		bpool_drop(w, w->bpool);
 }
 
 /* ------------------------------------------------------ receive buffers */
@@ -555,6 +689,7 @@ void conn_accepted(struct listener *lst, int fd)
 	w->conns = c;
 	w->nconns++;
 	http_parser_init(&c->hp);
+	http_resp_init(&c->hr);
 
 	len = sizeof(c->peer);
 	getpeername(fd, (struct sockaddr *)&c->peer, &len);
@@ -781,7 +916,12 @@ static void backend_flush(struct conn *c)
 		/* http: no backend before the first request (as nginx) */
 		if (c->state != CS_RELAY)
 			return; /* connecting */
-		if (buf_avail(&c->c2b))
+		if (buf_avail(&c->c2b) && c->bpool && bpool_take(c)) {
+			conn_log(c, GW_LOG_DEBUG, "backend %s: kept connection reused",
+				 c->srv->proxy_pass);
+			backend_flush(c);
+			backend_recv(c);
+		} else if (buf_avail(&c->c2b))
 			backend_connect(c);
 		else if (c->client_eof)
 			conn_finish(c, "client closed");
@@ -790,6 +930,12 @@ static void backend_flush(struct conn *c)
 		return;
 	}
 	if (!buf_avail(&c->c2b)) {
+		if (c->client_eof && backend_reusable(c)) {
+			/* every answer is out: the backend stays open for the pool */
+			c->bkeep = true;
+			conn_finish(c, "client closed");
+			return;
+		}
 		if (c->client_eof && !c->backend_shut && c->state == CS_RELAY) {
 			/* the client finished sending: pass the half-close on */
 			sqe = conn_sqe(c, OP_SHUT_BACKEND);
@@ -1029,6 +1175,14 @@ static int client_plain(struct conn *c, const char *p, size_t n)
 	}
 	if (c->srv->mode == GW_MODE_STREAM)
 		return buf_append(&c->c2b, p, n);
+	if (c->bpool && !c->b_retry && backend_reusable(c)) {
+		/*
+		 * A new exchange on an idle backend connection: if the backend
+		 * closed it meanwhile, the request goes again on a new one.
+		 */
+		c->b_retry = true;
+		buf_reset(&c->b_sent);
+	}
 	err = http_feed(&c->hp, &c->rw, p, n, &c->c2b, &status);
 	if (err == -EBADMSG) {
 		conn_log(c, GW_LOG_INFO, "client sent an invalid request: answering %d", status);
@@ -1279,6 +1433,15 @@ static int upgrade_check(struct conn *c, const char *p, size_t n)
  */
 static int backend_data(struct conn *c, const char *p, size_t n)
 {
+	if (c->b_retry) {
+		/* the kept connection answers: no retry from here */
+		c->b_retry = false;
+		buf_free(&c->b_sent);
+	}
+	if (c->bpool && http_resp_feed(&c->hr, &c->hp, p, n)) {
+		conn_abort(c, "out of memory");
+		return -ECANCELED;
+	}
 	if (c->hp.state == HTTP_S_UPGRADE_WAIT && upgrade_check(c, p, n))
 		return -ECANCELED;
 	if (client_write_plain(c, p, n)) {
@@ -1286,12 +1449,101 @@ static int backend_data(struct conn *c, const char *p, size_t n)
 		conn_abort(c, "TLS write error");
 		return -ECANCELED;
 	}
+	if (c->hr.close_due) {
+		/*
+		 * The client asked to close (its Connection: close need not have
+		 * reached the backend, proxy_set_header Connection ""): it is
+		 * answered, so close it, as nginx does; the backend may stay.
+		 */
+		c->hr.close_due = false;
+		c->bkeep = backend_reusable(c);
+		conn_finish(c, "client asked to close");
+		return -ECANCELED;
+	}
 	return 0;
+}
+
+/*
+ * A connection from the pool failed before any answer (the backend closed
+ * it as it was taken): connect anew and send the same bytes, as nginx does
+ * for a cached connection. Not for POST, PATCH and LOCK requests, and not
+ * past 64 KiB sent. Returns true when retried.
+ */
+static bool backend_retry(struct conn *c)
+{
+	struct buf all = {};
+
+	if (!c->b_retry || c->bsend_busy || c->hp.rq_lost)
+		return false;
+	for (unsigned int i = 0; i < c->hp.rq_count; i++)
+		if (c->hp.rq[(c->hp.rq_first + i) % HTTP_RQ_MAX] & HTTP_RQ_NONIDEM)
+			return false;
+	if (buf_append(&all, buf_head(&c->b_sent), buf_avail(&c->b_sent)) ||
+	    buf_append(&all, buf_head(&c->c2b), buf_avail(&c->c2b)) ||
+	    buf_append(&all, buf_head(&c->c2b_later), buf_avail(&c->c2b_later))) {
+		buf_free(&all);
+		return false;
+	}
+	conn_log(c, GW_LOG_INFO,
+		 "backend %s closed a kept connection before answering: sending the request on "
+		 "a new one",
+		 c->srv->proxy_pass);
+	close(c->bfd);
+	c->bfd = -1;
+	buf_free(&c->c2b);
+	c->c2b = all;
+	buf_reset(&c->c2b_later);
+	buf_free(&c->b_sent);
+	c->b_retry = false;
+	c->b_reused = false;
+	c->backend_eof = false;
+	c->backend_shut = false;
+	c->w->stats.backend_retried++;
+	backend_connect(c);
+	return true;
+}
+
+/*
+ * The backend closed (or failed). Where responses are tracked and a request
+ * waits with nothing of its answer sent yet, the client gets nginx's 502,
+ * else the connection finishes after what was relayed.
+ */
+static void backend_gone(struct conn *c, const char *reason)
+{
+	if (c->bpool && c->hp.state == HTTP_S_HEAD && !c->hp.rq_count && !c->hp.rq_lost &&
+	    c->hr.state == HR_HEAD && !c->hr.head.len && !c->bsend_busy && !buf_avail(&c->c2b) &&
+	    !buf_avail(&c->c2b_later)) {
+		/*
+		 * Between exchanges (its keep-alive timeout, or it said close):
+		 * the client stays, its next request gets another connection.
+		 */
+		conn_log(c, GW_LOG_DEBUG, "backend %s closed an idle connection",
+			 c->srv->proxy_pass);
+		close(c->bfd);
+		c->bfd = -1;
+		c->backend_eof = false;
+		c->backend_shut = false;
+		c->b_reused = false;
+		c->b_retry = false;
+		c->hr.close = false;
+		buf_free(&c->b_sent);
+		backend_flush(c); /* the next client read, or finish if the client is gone */
+		return;
+	}
+	if (c->bpool && c->hp.rq_count && c->hr.state == HR_HEAD && !c->hr.head.len) {
+		conn_log(c, GW_LOG_ERR, "backend %s closed the connection before answering",
+			 c->srv->proxy_pass);
+		conn_answer_error(c, 502, reason);
+		return;
+	}
+	conn_finish(c, reason);
 }
 
 static void on_backend_recv(struct conn *c, int res, const char *data)
 {
 	c->brx_busy = false;
+	if (res != -ECANCELED)
+		c->bkeep = false; /* it said something after all: not between exchanges */
 	if (c->state == CS_CLOSING)
 		return;
 	if (c->finish_after_flush)
@@ -1302,16 +1554,18 @@ static void on_backend_recv(struct conn *c, int res, const char *data)
 		backend_recv(c);
 		return;
 	}
+	if (res <= 0 && backend_retry(c))
+		return;
 	if (res < 0) {
 		conn_log(c, GW_LOG_ERR, "backend %s: recv: %s", c->srv->proxy_pass, strerror(-res));
-		conn_finish(c, "backend read error");
+		backend_gone(c, "backend read error");
 		return;
 	}
 	touch(c);
 	if (res == 0) {
 		c->backend_eof = true;
 		if (c->srv->mode == GW_MODE_HTTP) {
-			conn_finish(c, "backend closed");
+			backend_gone(c, "backend closed");
 			return;
 		}
 		/* stream half-close: tell the client, keep relaying what it still sends */
@@ -1333,11 +1587,18 @@ static void on_backend_send(struct conn *c, int res)
 	if (c->state == CS_CLOSING)
 		return;
 	if (res < 0) {
+		if (c->b_retry && c->brx_busy)
+			return; /* the receive reports the closed connection and retries */
 		conn_log(c, GW_LOG_ERR, "backend %s: send: %s", c->srv->proxy_pass, strerror(-res));
 		conn_finish(c, "backend write error");
 		return;
 	}
 	touch(c);
+	if (c->b_retry && (buf_avail(&c->b_sent) + (size_t)res > 65536 ||
+			   buf_append(&c->b_sent, buf_head(&c->c2b), (size_t)res))) {
+		c->b_retry = false; /* too much to send again */
+		buf_free(&c->b_sent);
+	}
 	buf_consume(&c->c2b, (size_t)res);
 	if (!buf_avail(&c->c2b) && buf_avail(&c->c2b_later)) {
 		struct buf t = c->c2b;
@@ -1576,6 +1837,8 @@ static void on_connect(struct conn *c, int res)
 		return;
 	}
 	conn_log(c, GW_LOG_DEBUG, "backend %s connected", c->srv->proxy_pass);
+	c->b_born_ms = gw_now_ms();
+	c->b_reqs = 0;
 	relay_start(c);
 }
 
@@ -1726,6 +1989,8 @@ static void handshake_done(struct conn *c)
 	c->rw.inject_arg = c;
 	c->rw.header_buffer_count = c->srv->header_buffer_count;
 	c->rw.header_buffer_size = c->srv->header_buffer_size;
+	c->bpool = c->srv->mode == GW_MODE_HTTP && c->srv->keepalive > 0 && !c->tier_k;
+	c->rw.track = c->bpool;
 
 	if (dec) {
 		if (c->srv->mode != GW_MODE_HTTP || c->srv->verify_failure != GW_VFAIL_HTTP) {
@@ -1864,6 +2129,7 @@ void conn_sweep(struct worker *w, uint64_t now)
 {
 	struct conn *c, *next;
 
+	bpool_sweep(w, now);
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		if (w->draining && c->state == CS_RELAY && conn_idle_between_requests(c, now)) {
@@ -1889,6 +2155,7 @@ void conn_sweep(struct worker *w, uint64_t now)
 			break;
 		default:
 			conn_log(c, GW_LOG_INFO, "idle timeout");
+			c->bkeep = backend_reusable(c);
 			conn_abort(c, "idle timeout");
 			break;
 		}

@@ -94,7 +94,9 @@ enum {
 #define HTTP_HF_UPGRADE (1U << 4)
 #define HTTP_HF_CL (1U << 5)
 #define HTTP_HF_TE (1U << 6)
-#define HTTP_HF_UNIQUE_SHIFT 7
+#define HTTP_HF_CONN_CLOSE (1U << 7)
+#define HTTP_HF_CONN_KA (1U << 8)
+#define HTTP_HF_UNIQUE_SHIFT 9
 
 /* nginx 1.22's ngx_http_process_unique_header_line headers: a repeat is 400. */
 static const char *const http_unique[] = {
@@ -192,6 +194,7 @@ static void head_reset(struct http_parser *p)
 	p->lstate = RL_START;
 	p->in_reqline = true;
 	p->upgrade_after = false;
+	p->close_after = false;
 	p->line_start = 0;
 	p->name_end = p->val_start = p->val_end = 0;
 	p->line_invalid = p->line_colon = false;
@@ -388,8 +391,8 @@ static int reqline_done(struct http_parser *p)
 	return 0;
 }
 
-/* Does a Connection value list the token "upgrade"? */
-static bool conn_has_upgrade(const char *v, size_t len)
+/* Does a Connection value list @token? */
+static bool conn_has_token(const char *v, size_t len, const char *token)
 {
 	size_t i = 0, s, e;
 
@@ -402,7 +405,7 @@ static bool conn_has_upgrade(const char *v, size_t len)
 		e = i;
 		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
 			e--;
-		if (name_eq(v + s, e - s, "upgrade"))
+		if (name_eq(v + s, e - s, token))
 			return true;
 	}
 	return false;
@@ -465,8 +468,14 @@ static int header_line_done(struct http_parser *p, const struct http_rewrite *rw
 			p->te_end = p->val_end;
 		}
 	}
-	if (name_eq(name, nlen, "Connection") && conn_has_upgrade(val, vlen))
-		p->hflags |= HTTP_HF_CONN_UPGRADE;
+	if (name_eq(name, nlen, "Connection")) {
+		if (conn_has_token(val, vlen, "upgrade"))
+			p->hflags |= HTTP_HF_CONN_UPGRADE;
+		if (conn_has_token(val, vlen, "close"))
+			p->hflags |= HTTP_HF_CONN_CLOSE;
+		if (conn_has_token(val, vlen, "keep-alive"))
+			p->hflags |= HTTP_HF_CONN_KA;
+	}
 	if (name_eq(name, nlen, "Upgrade") && vlen)
 		p->hflags |= HTTP_HF_UPGRADE;
 	if (name_eq(name, nlen, "X-Forwarded-For")) {
@@ -507,10 +516,57 @@ static int parse_length(const char *s, size_t len, uint64_t *res)
 
 static void request_done(struct http_parser *p)
 {
-	bool up = p->upgrade_after;
+	bool up = p->upgrade_after, closed = p->close_after;
 
 	head_reset(p);
-	p->state = up ? HTTP_S_UPGRADE_WAIT : HTTP_S_HEAD;
+	p->state = up ? HTTP_S_UPGRADE_WAIT : closed ? HTTP_S_CLOSED : HTTP_S_HEAD;
+}
+
+/* Does the client close after this request ("Connection: close", HTTP/1.0 without keep-alive)? */
+static bool request_closes(const struct http_parser *p, int version)
+{
+	return (p->hflags & HTTP_HF_CONN_CLOSE) ||
+	       (version < 1001 && !(p->hflags & HTTP_HF_CONN_KA));
+}
+
+/* Is there a "@name:" line in the header lines @h (after the request line)? */
+static bool has_header_line(const char *h, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	const char *e = h + len, *l = h;
+
+	while (l < e) {
+		const char *eol = memchr(l, '\n', (size_t)(e - l));
+
+		if ((size_t)(e - l) > n && l[n] == ':' && strncasecmp(l, name, n) == 0)
+			return true;
+		if (!eol)
+			break;
+		l = eol + 1;
+	}
+	return false;
+}
+
+/* rw->track: remember what the response to the request just forwarded depends on. */
+static void request_track(struct http_parser *p, int version)
+{
+	unsigned char f = 0;
+
+	if (name_eq(p->head.data, p->method_len, "HEAD"))
+		f |= HTTP_RQ_HEAD;
+	if (name_eq(p->head.data, p->method_len, "POST") ||
+	    name_eq(p->head.data, p->method_len, "PATCH") ||
+	    name_eq(p->head.data, p->method_len, "LOCK"))
+		f |= HTTP_RQ_NONIDEM;
+	if (request_closes(p, version))
+		f |= HTTP_RQ_CLOSE;
+	if (p->rq_count == HTTP_RQ_MAX) {
+		p->rq_lost = true;
+	} else {
+		p->rq[(p->rq_first + p->rq_count) % HTTP_RQ_MAX] = f;
+		p->rq_count++;
+	}
+	p->close_after = (f & HTTP_RQ_CLOSE) && !p->upgrade_after;
 }
 
 /* The empty line ending the head was read: check, then forward the head. */
@@ -559,12 +615,28 @@ static int head_done(struct http_parser *p, const struct http_rewrite *rw, struc
 		if (ret)
 			return ret;
 	}
+	if (!rw->track && (p->hflags & HTTP_HF_CONN_CLOSE) &&
+	    http_is_identity_header("Connection", 10, rw->headers, rw->nheaders) &&
+	    !has_header_line(out->data + mark, out->len - mark, "Connection")) {
+		/*
+		 * proxy_set_header Connection "" dropped the client's "close" and
+		 * the backend connection is this client's alone (no keepalive
+		 * pool, or tier K, which does not read responses): the backend
+		 * must close after the answer, or a client that reads to the end
+		 * of the connection waits for keepalive_timeout. nginx closes
+		 * such a client after the response itself.
+		 */
+		if (buf_puts(out, "Connection: close\r\n"))
+			return -ENOMEM;
+	}
 	if (buf_append(out, "\r\n", 2))
 		return -ENOMEM;
 	p->requests++;
 
 	p->upgrade_after = (p->hflags & (HTTP_HF_CONN_UPGRADE | HTTP_HF_UPGRADE)) ==
 			   (HTTP_HF_CONN_UPGRADE | HTTP_HF_UPGRADE);
+	if (rw->track)
+		request_track(p, version);
 	if (chunked) {
 		p->state = HTTP_S_BODY_CHUNKED;
 		p->chunk_state = CH_START;
@@ -1136,6 +1208,9 @@ int http_feed(struct http_parser *p, const struct http_rewrite *rw, const char *
 		case HTTP_S_ERROR:
 			ret = -EBADMSG;
 			goto err;
+		case HTTP_S_CLOSED:
+			i = len; /* nothing after a request that closes the connection */
+			break;
 		}
 	}
 	return 0;
@@ -1164,6 +1239,315 @@ int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool
 	}
 	buf_free(&held);
 	return ret;
+}
+
+/* ------------------------------------------------------------- responses */
+
+/* Response chunked framing states (r->chunk_state). */
+enum {
+	RC_SIZE0 = 0, /* first hex digit */
+	RC_SIZE,      /* more hex digits, or what ends the size */
+	RC_EXT,	      /* chunk extension up to LF */
+	RC_SIZE_LF,   /* LF after the size line's CR */
+	RC_DATA,      /* chunk data */
+	RC_DATA_CR,   /* CR (or LF) after the data */
+	RC_DATA_LF,   /* LF after it */
+	RC_TRAILER,   /* start of a trailer line, or the final empty line */
+	RC_TLINE,     /* inside a trailer line */
+	RC_END_LF,    /* LF of the final empty line */
+};
+
+void http_resp_init(struct http_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void http_resp_free(struct http_resp *r)
+{
+	buf_free(&r->head);
+}
+
+static void resp_lost(struct http_resp *r)
+{
+	r->state = HR_LOST;
+	buf_free(&r->head);
+}
+
+/* A final response is complete: the oldest outstanding request is answered. */
+static void resp_done(struct http_resp *r, struct http_parser *req)
+{
+	unsigned char f = req->rq[req->rq_first];
+
+	req->rq_first = (req->rq_first + 1) % HTTP_RQ_MAX;
+	req->rq_count--;
+	r->done++;
+	if (f & HTTP_RQ_CLOSE)
+		r->close_due = true;
+	r->state = HR_HEAD;
+	buf_reset(&r->head);
+}
+
+/* The value of header @name in a complete head (first line skipped), or NULL. */
+static const char *resp_header(const char *h, size_t len, const char *name, size_t *vlen,
+			       const char **next)
+{
+	size_t nl = strlen(name);
+	const char *e = h + len, *l = *next, *colon, *eol;
+
+	while (l < e) {
+		eol = memchr(l, '\n', (size_t)(e - l));
+		if (!eol)
+			return NULL;
+		colon = memchr(l, ':', (size_t)(eol - l));
+		*next = eol + 1;
+		if (colon && (size_t)(colon - l) == nl && strncasecmp(l, name, nl) == 0) {
+			const char *v = colon + 1, *ve = eol;
+
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			*vlen = (size_t)(ve - v);
+			return v;
+		}
+		l = eol + 1;
+	}
+	return NULL;
+}
+
+/* The head is complete: decide how the body is framed. */
+static void resp_head_done(struct http_resp *r, struct http_parser *req)
+{
+	const char *h = r->head.data, *first, *v, *next;
+	size_t len = r->head.len, vlen;
+	uint64_t cl = 0;
+	bool has_cl = false, chunked = false, te = false;
+	int status;
+
+	if (len < 12 || strncmp(h, "HTTP/1.", 7) != 0 || (h[7] != '0' && h[7] != '1') ||
+	    h[8] != ' ' || !is_digit((unsigned char)h[9]) || !is_digit((unsigned char)h[10]) ||
+	    !is_digit((unsigned char)h[11])) {
+		resp_lost(r);
+		return;
+	}
+	status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+	if (h[7] == '0')
+		r->close = true;
+	first = memchr(h, '\n', len);
+	next = first + 1;
+	while ((v = resp_header(h, len, "Connection", &vlen, &next)))
+		if (conn_has_token(v, vlen, "close"))
+			r->close = true;
+	next = first + 1;
+	while ((v = resp_header(h, len, "Content-Length", &vlen, &next))) {
+		uint64_t n;
+
+		if (parse_length(v, vlen, &n) || (has_cl && n != cl)) {
+			resp_lost(r);
+			return;
+		}
+		cl = n;
+		has_cl = true;
+	}
+	next = first + 1;
+	while ((v = resp_header(h, len, "Transfer-Encoding", &vlen, &next))) {
+		te = true;
+		chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0 &&
+			  (vlen == 7 || v[vlen - 8] == ',' || v[vlen - 8] == ' ');
+	}
+	if (status == 101) {
+		resp_lost(r); /* another protocol from here */
+		return;
+	}
+	if (status >= 100 && status < 200) {
+		buf_reset(&r->head); /* interim: the final response follows */
+		return;
+	}
+	if ((req->rq[req->rq_first] & HTTP_RQ_HEAD) || status == 204 || status == 304) {
+		resp_done(r, req);
+		return;
+	}
+	if (te) {
+		if (!chunked) {
+			resp_lost(r); /* ends with the connection */
+			return;
+		}
+		r->state = HR_BODY_CHUNKED;
+		r->chunk_state = RC_SIZE0;
+		r->remaining = 0;
+		return;
+	}
+	if (!has_cl) {
+		resp_lost(r); /* ends with the connection */
+		return;
+	}
+	if (!cl) {
+		resp_done(r, req);
+		return;
+	}
+	r->state = HR_BODY_CL;
+	r->remaining = cl;
+}
+
+/* One byte of chunked framing; false when it is not valid chunked framing. */
+static bool resp_chunk_byte(struct http_resp *r, struct http_parser *req, unsigned char c)
+{
+	int h = hex_val(c);
+
+	switch (r->chunk_state) {
+	case RC_SIZE0:
+		if (h < 0)
+			return false;
+		r->remaining = (uint64_t)h;
+		r->chunk_state = RC_SIZE;
+		return true;
+	case RC_SIZE:
+		if (h >= 0) {
+			if (r->remaining > (uint64_t)HTTP_MAX_OFF / 16)
+				return false;
+			r->remaining = r->remaining * 16 + (uint64_t)h;
+			return true;
+		}
+		if (c == ';' || c == ' ' || c == '\t')
+			r->chunk_state = RC_EXT;
+		else if (c == CR)
+			r->chunk_state = RC_SIZE_LF;
+		else if (c == LF)
+			r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
+		else
+			return false;
+		return true;
+	case RC_EXT:
+		if (c == LF)
+			r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
+		return true;
+	case RC_SIZE_LF:
+		if (c != LF)
+			return false;
+		r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
+		return true;
+	case RC_DATA_CR:
+		if (c == CR)
+			r->chunk_state = RC_DATA_LF;
+		else if (c == LF)
+			r->chunk_state = RC_SIZE0;
+		else
+			return false;
+		return true;
+	case RC_DATA_LF:
+		if (c != LF)
+			return false;
+		r->chunk_state = RC_SIZE0;
+		return true;
+	case RC_TRAILER:
+		if (c == CR)
+			r->chunk_state = RC_END_LF;
+		else if (c == LF)
+			resp_done(r, req);
+		else
+			r->chunk_state = RC_TLINE;
+		return true;
+	case RC_TLINE:
+		if (c == LF)
+			r->chunk_state = RC_TRAILER;
+		return true;
+	case RC_END_LF:
+		if (c != LF)
+			return false;
+		resp_done(r, req);
+		return true;
+	default:
+		return false;
+	}
+}
+
+int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len)
+{
+	size_t i = 0, n;
+
+	while (i < len) {
+		switch (r->state) {
+		case HR_HEAD:
+			if (!r->head.len && (req->rq_lost || !req->rq_count)) {
+				resp_lost(r); /* nothing was asked that this could answer */
+				return 0;
+			}
+			{
+				/* up to the end of the head: "\n\r\n" or "\n\n" */
+				const char *s = data + i, *e = data + len, *end = NULL;
+				size_t had = r->head.len;
+
+				n = (size_t)(e - s);
+				if (r->head.len + n > HTTP_RESP_HEAD_MAX)
+					n = HTTP_RESP_HEAD_MAX - r->head.len;
+				if (buf_append(&r->head, s, n))
+					return -ENOMEM;
+				for (size_t k = had > 2 ? had - 2 : 0; k < r->head.len; k++) {
+					const char *q = r->head.data;
+
+					if (q[k] != '\n')
+						continue;
+					if (k + 1 < r->head.len && q[k + 1] == '\n') {
+						end = q + k + 2;
+						break;
+					}
+					if (k + 2 < r->head.len && q[k + 1] == '\r' &&
+					    q[k + 2] == '\n') {
+						end = q + k + 3;
+						break;
+					}
+				}
+				if (!end) {
+					if (r->head.len >= HTTP_RESP_HEAD_MAX) {
+						resp_lost(r);
+						return 0;
+					}
+					i += n;
+					break;
+				}
+				size_t used = (size_t)(end - r->head.data) - had;
+
+				r->head.len = (size_t)(end - r->head.data);
+				i += used;
+				resp_head_done(r, req);
+			}
+			break;
+		case HR_BODY_CL:
+			n = len - i;
+			if (n > r->remaining)
+				n = (size_t)r->remaining;
+			i += n;
+			r->remaining -= n;
+			if (!r->remaining)
+				resp_done(r, req);
+			break;
+		case HR_BODY_CHUNKED:
+			if (r->chunk_state == RC_DATA) {
+				n = len - i;
+				if (n > r->remaining)
+					n = (size_t)r->remaining;
+				i += n;
+				r->remaining -= n;
+				if (!r->remaining)
+					r->chunk_state = RC_DATA_CR;
+				break;
+			}
+			if (!resp_chunk_byte(r, req, (unsigned char)data[i++])) {
+				resp_lost(r);
+				return 0;
+			}
+			break;
+		case HR_LOST:
+			return 0;
+		}
+	}
+	return 0;
+}
+
+bool http_resp_idle(const struct http_resp *r, const struct http_parser *req)
+{
+	return r->state == HR_HEAD && !r->head.len && !r->close && !req->rq_count &&
+	       !req->rq_lost && (req->state == HTTP_S_HEAD || req->state == HTTP_S_CLOSED);
 }
 
 struct http_page {

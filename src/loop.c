@@ -309,8 +309,9 @@ int worker_run(struct worker *w, int (*reload)(struct worker *w))
 	/* the kernel TLS counters (the metrics endpoint will export them) */
 	pr_notice("exiting: %lu connection(s) on tier K, %lu tier U fallback(s), "
 		  "%lu closed on a client KeyUpdate, %lu receive(s) retried for a ring buffer, "
-		  "%lu client chain(s) verified from the cache",
+		  "%lu client chain(s) verified from the cache, %lu kept backend connection(s) "
+		  "reused, %lu request(s) sent again",
 		  w->stats.tier_k, w->stats.tier_u_fallback, w->stats.ktls_keyupdate, w->rx_nobufs,
-		  tls_verify_cache_hits());
+		  tls_verify_cache_hits(), w->stats.backend_reused, w->stats.backend_retried);
 	return 0;
 }

@@ -1120,3 +1120,78 @@ void test_config_sample_files(void)
 	free(dir);
 	free(expect);
 }
+
+void test_config_upstream(void)
+{
+	char *err = NULL, a[80];
+	struct gw_config *cfg =
+		parse("http {\n"
+		      "  server {\n" TLS_OK "    location / { proxy_pass http://BE/; }\n  }\n"
+		      "  upstream be {\n    server 127.0.0.1:9001;\n    keepalive 16;\n"
+		      "    keepalive_timeout 5s;\n    keepalive_requests 7;\n    keepalive_time "
+		      "2m;\n  }\n"
+		      "  upstream plain { server localhost; }\n"
+		      "  server {\nlisten 444 ssl; ssl_certificate /a; ssl_certificate_key /b;\n"
+		      "    proxy_pass http://plain;\n  }\n"
+		      "  server {\nlisten 445 ssl; ssl_certificate /a; ssl_certificate_key /b;\n"
+		      "    proxy_pass http://127.0.0.1:9002;\n  }\n"
+		      "}\n",
+		      &err);
+
+	if (!ASSERT_OK_PTR(cfg, err ? err : "parse") || !ASSERT_EQ(cfg->nservers, 3, "servers"))
+		goto out;
+	/* proxy_pass before the upstream{} it names, the name in another case: as nginx */
+	ASSERT_STREQ(cfg->servers[0].proxy_pass, "http://BE/", "as written");
+	ASSERT_STREQ(addr_str(&cfg->servers[0].backend, a, sizeof(a)), "127.0.0.1:9001",
+		     "the upstream's server");
+	ASSERT_EQ(cfg->servers[0].keepalive, 16, "keepalive");
+	ASSERT_EQ(cfg->servers[0].keepalive_timeout_ms, 5000, "keepalive_timeout");
+	ASSERT_EQ(cfg->servers[0].keepalive_requests, 7, "keepalive_requests");
+	ASSERT_EQ(cfg->servers[0].keepalive_time_ms, 120000, "keepalive_time");
+	ASSERT_STREQ(addr_str(&cfg->servers[1].backend, a, sizeof(a)), "127.0.0.1:80",
+		     "default port 80");
+	ASSERT_EQ(cfg->servers[1].keepalive, 0, "no keepalive: 1:1");
+	ASSERT_EQ(cfg->servers[1].keepalive_timeout_ms, 60000, "nginx default 60s");
+	ASSERT_EQ(cfg->servers[1].keepalive_requests, 1000, "nginx default 1000");
+	ASSERT_EQ(cfg->servers[1].keepalive_time_ms, 3600000, "nginx default 1h");
+	ASSERT_EQ(cfg->servers[2].keepalive, 0, "no upstream");
+	config_free(cfg);
+	cfg = NULL;
+
+	expect_err("http {\n upstream be {\n server 127.0.0.1:1;\n server 127.0.0.1:2;\n }\n"
+		   " server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:4: upstream \"be\" has more than one server: ktlsgw does not "
+		   "balance between backends");
+	expect_err(
+		"http {\n upstream be {\n server 127.0.0.1:1 weight=2;\n }\n"
+		" server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		"/etc/gw/gw.conf:3: \"server\" parameter \"weight=2\" is not supported by ktlsgw");
+	expect_err("http {\n upstream be {\n keepalive 2;\n }\n"
+		   " server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:2: no servers are inside upstream");
+	expect_err("http {\n upstream be {\n server 127.0.0.1:1;\n keepalive 0;\n }\n"
+		   " server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:4: invalid value \"0\" in \"keepalive\" directive");
+	expect_err("http {\n upstream be {\n server 127.0.0.1:1;\n keepalive 2;\n keepalive 3;\n"
+		   " }\n server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:5: \"keepalive\" directive is duplicate");
+	expect_err("http {\n upstream be {\n server 127.0.0.1:1;\n least_conn;\n }\n"
+		   " server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:4: unknown directive \"least_conn\"");
+	expect_err("http {\n upstream be { server 127.0.0.1:1; }\n upstream BE { server "
+		   "127.0.0.1:2; }\n server {\n" TLS_OK " proxy_pass http://be;\n }\n}\n",
+		   "/etc/gw/gw.conf:3: duplicate upstream \"BE\"");
+	expect_err("stream {\n upstream be { server 127.0.0.1:1; }\n server {\n" TLS_OK
+		   " proxy_pass be;\n }\n}\n",
+		   "/etc/gw/gw.conf:2: \"upstream\" directive is not allowed here\n"
+		   "/etc/gw/gw.conf:5: no port in upstream \"be\"");
+	expect_err("http {\n server {\n" TLS_OK " upstream be { server 127.0.0.1:1; }\n"
+		   " proxy_pass http://127.0.0.1:1;\n }\n}\n",
+		   "/etc/gw/gw.conf:4: \"upstream\" directive is not allowed here");
+	expect_err("http {\n upstream be { server 127.0.0.1:1; keepalive 2 }\n}\n",
+		   "/etc/gw/gw.conf:2: unexpected \"}\"\n"
+		   "/etc/gw/gw.conf:1: no \"server\" is defined: nothing to do");
+out:
+	config_free(cfg);
+	free(err);
+}

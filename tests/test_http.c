@@ -1105,3 +1105,180 @@ void test_http_passthrough_len_states(void)
 	http_parser_free(&p);
 	buf_free(&out);
 }
+
+/* ---------------------------------------------------- response framing (backend pool) */
+
+/* Feed @reqs to a tracking parser (the requests the responses answer). */
+static bool track_requests(struct http_parser *p, const char *reqs, struct buf *out)
+{
+	struct http_rewrite rw;
+	int status = 0;
+
+	rw_init(&rw);
+	rw.track = true;
+	return ASSERT_EQ(http_feed(p, &rw, reqs, strlen(reqs), out, &status), 0,
+			 "http_feed(requests)");
+}
+
+static const char resp_reqs[] =
+	"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+	"HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+	"GET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+	"GET /d HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n"
+	"GET /e HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char resp_answers[] =
+	"HTTP/1.1 100 Continue\r\n\r\n"
+	"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" /* HEAD: no body */
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	"5;x=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: t\r\n\r\n"
+	"HTTP/1.1 204 No Content\r\nX-A: b\n\n";
+
+/* The answers split at @cut (and byte by byte when @cut is 0) give 4 complete exchanges. */
+static bool resp_split(size_t cut)
+{
+	struct http_parser p;
+	struct http_resp r;
+	struct buf out = {};
+	size_t n = strlen(resp_answers), i;
+	bool ok;
+
+	http_parser_init(&p);
+	http_resp_init(&r);
+	ok = track_requests(&p, resp_reqs, &out);
+	/* nothing after the request that closes the connection is forwarded */
+	ok = ok && ASSERT_TRUE(strstr(out.data, "GET /d") && !strstr(out.data, "GET /e"),
+			       "/e dropped after Connection: close");
+	ok = ok && ASSERT_EQ(p.state, HTTP_S_CLOSED, "p.state, HTTP_S_CLOSED");
+	ok = ok && ASSERT_EQ(p.rq_count, 4, "p.rq_count, 4");
+	ok = ok && ASSERT_EQ(p.rq[1], HTTP_RQ_HEAD, "HEAD remembered");
+	ok = ok && ASSERT_EQ(p.rq[3], HTTP_RQ_CLOSE, "close remembered");
+	if (cut) {
+		ok = ok && ASSERT_EQ(http_resp_feed(&r, &p, resp_answers, cut), 0, "feed 1");
+		ok = ok && ASSERT_FALSE(http_resp_idle(&r, &p), "not idle mid-way");
+		ok = ok &&
+		     ASSERT_EQ(http_resp_feed(&r, &p, resp_answers + cut, n - cut), 0, "feed 2");
+	} else {
+		for (i = 0; ok && i < n; i++) {
+			ok = ASSERT_EQ(http_resp_feed(&r, &p, resp_answers + i, 1), 0, "feed");
+			if (i + 1 < n)
+				ok = ok && ASSERT_FALSE(http_resp_idle(&r, &p), "not idle");
+		}
+	}
+	ok = ok && ASSERT_EQ(r.state, HR_HEAD, "r.state, HR_HEAD");
+	ok = ok && ASSERT_EQ(r.done, 4, "r.done, 4");
+	ok = ok && ASSERT_EQ(p.rq_count, 0, "p.rq_count, 0");
+	ok = ok && ASSERT_TRUE(r.close_due, "the closing request is answered");
+	ok = ok && ASSERT_TRUE(http_resp_idle(&r, &p), "idle after the last answer");
+	if (!ok)
+		fprintf(stderr, "  (split at %zu)\n", cut);
+	http_resp_free(&r);
+	http_parser_free(&p);
+	buf_free(&out);
+	return ok;
+}
+
+void test_http_resp_framing(void)
+{
+	for (size_t cut = 0; cut < strlen(resp_answers); cut++)
+		if (!resp_split(cut))
+			return;
+}
+
+void test_http_resp_not_reusable(void)
+{
+	static const char get[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const struct {
+		const char *reqs, *answers, *why;
+		int idle;
+		enum http_resp_state state;
+	} cases[] = {
+		{get, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "framed", 1, HR_HEAD},
+		{get, "HTTP/1.1 200 OK\r\n\r\nbody until close", "close-delimited", 0, HR_LOST},
+		{get, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.0 answer", 0,
+		 HR_HEAD},
+		{get, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+		 "Connection: close", 0, HR_HEAD},
+		{get, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "101", 0, HR_LOST},
+		{"", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "unsolicited", 0, HR_LOST},
+		{get, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		 "conflicting lengths", 0, HR_LOST},
+		{get, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+		 "repeated equal lengths", 1, HR_HEAD},
+		{get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", "not chunked", 0,
+		 HR_LOST},
+		{get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+		 "gzip, chunked", 1, HR_HEAD},
+		{get, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf", "partial body", 0,
+		 HR_BODY_CL},
+		{get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+		 "partial chunk", 0, HR_BODY_CHUNKED},
+		{get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk", 0,
+		 HR_LOST},
+		{get, "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n", "304", 1, HR_HEAD},
+		{get, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nextra",
+		 "answer beyond the request", 0, HR_LOST},
+		{get, "garbage\r\n\r\n", "no status line", 0, HR_LOST},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf",
+		 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "request body not all sent", 0,
+		 HR_HEAD},
+		{"GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		 "HTTP/1.0 request: closes", 1, HR_HEAD},
+	};
+	struct http_resp r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct http_parser p;
+		struct buf out = {};
+		int idle;
+
+		http_parser_init(&p);
+		http_resp_init(&r);
+		if (!track_requests(&p, cases[i].reqs, &out))
+			return;
+		ASSERT_EQ(http_resp_feed(&r, &p, cases[i].answers, strlen(cases[i].answers)), 0,
+			  cases[i].why);
+		idle = http_resp_idle(&r, &p);
+		if (!ASSERT_EQ(idle, cases[i].idle, cases[i].why) ||
+		    !ASSERT_EQ(r.state, cases[i].state, cases[i].why))
+			return;
+		http_resp_free(&r);
+		http_parser_free(&p);
+		buf_free(&out);
+	}
+	/* HTTP/1.0 closes unless it asks for keep-alive; POST is never sent twice */
+	{
+		struct http_parser p;
+		struct buf out = {};
+
+		http_parser_init(&p);
+		track_requests(&p,
+			       "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+			       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+			       "GET / HTTP/1.0\r\n\r\n",
+			       &out);
+		ASSERT_EQ(p.rq_count, 3, "p.rq_count, 3");
+		ASSERT_EQ(p.rq[0], 0, "1.0 keep-alive");
+		ASSERT_EQ(p.rq[1], HTTP_RQ_NONIDEM, "POST");
+		ASSERT_EQ(p.rq[2], HTTP_RQ_CLOSE, "1.0 closes");
+		http_parser_free(&p);
+		buf_free(&out);
+	}
+	/* more pipelined requests than remembered: never reusable */
+	{
+		struct http_parser p;
+		struct buf reqs = {}, out = {};
+
+		for (int i = 0; i <= HTTP_RQ_MAX; i++)
+			buf_puts(&reqs, get);
+		http_parser_init(&p);
+		http_resp_init(&r);
+		track_requests(&p, reqs.data, &out);
+		ASSERT_TRUE(p.rq_lost, "p.rq_lost");
+		ASSERT_FALSE(http_resp_idle(&r, &p), "not idle after losing count");
+		http_resp_free(&r);
+		http_parser_free(&p);
+		buf_free(&reqs);
+		buf_free(&out);
+	}
+}

@@ -169,6 +169,15 @@ struct gw_server {
 	char *proxy_pass; /* as written; NULL (backendlen 0) for an http server without one */
 	struct sockaddr_storage backend;
 	socklen_t backendlen;
+	/*
+	 * proxy_pass http://NAME of "upstream NAME { server ADDR; keepalive N; }":
+	 * each worker keeps up to N idle connections to ADDR for later requests
+	 * (tier U; conn.c). 0: one backend connection per client connection.
+	 */
+	int keepalive;
+	long keepalive_timeout_ms; /* idle time in the pool, default 60s */
+	long keepalive_requests;   /* requests per backend connection, default 1000 */
+	long keepalive_time_ms;	   /* lifetime of a backend connection, default 1h */
 	struct gw_header *headers; /* proxy_set_header, in order */
 	size_t nheaders;
 	bool proxy_protocol;

@@ -139,6 +139,16 @@ struct GW_OP_ALIGNED conn {
 	struct http_parser hp;
 	struct http_rewrite rw;
 
+	/* upstream keepalive (tier U, http): the backend connection outlives the client's */
+	bool bpool;	      /* this connection may take one from the pool and give it back */
+	bool bkeep;	      /* the backend is between exchanges: pool it when freed */
+	bool b_reused;	      /* bfd came from the pool */
+	uint64_t b_born_ms;   /* when bfd was connected (keepalive_time) */
+	unsigned long b_reqs; /* requests bfd served before this client (keepalive_requests) */
+	struct buf b_sent;    /* reused bfd, nothing answered yet: what was sent, for a retry */
+	bool b_retry;	      /* b_sent holds all of it */
+	struct http_resp hr;  /* where the backend's responses end */
+
 	/* backend -> client */
 	char *brx; /* GW_RX_BUF, without the ring only */
 	bool brx_busy;
@@ -164,6 +174,17 @@ struct GW_OP_ALIGNED conn {
 	struct msghdr msg; /* http mode: recvmsg of the request direction */
 	struct iovec iov;
 	char cmsg[CMSG_SPACE(1)] __attribute__((aligned(8)));
+};
+
+/* An idle backend connection in a worker's pool (upstream keepalive; conn.c). */
+struct bpool_ent {
+	struct bpool_ent *prev, *next; /* most recently used first */
+	int fd;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint64_t idle_until_ms; /* keepalive_timeout */
+	uint64_t born_ms;
+	unsigned long requests;
 };
 
 struct worker {
@@ -192,7 +213,11 @@ struct worker {
 	 */
 	struct buf spare[GW_SPARE_BUFS];
 	unsigned int nspare;
+	struct bpool_ent *bpool; /* idle backend connections */
+	unsigned long bpool_n;
 	struct {
+		unsigned long backend_reused;  /* backend connections taken from the pool */
+		unsigned long backend_retried; /* requests sent again after a pooled one closed */
 		unsigned long tier_k;	       /* connections relayed on tier K */
 		unsigned long tier_u_fallback; /* kTLS wanted (auto) but tier U used */
 		unsigned long ktls_keyupdate;  /* closed on a client KeyUpdate */

@@ -22,7 +22,15 @@ enum http_state {
 	HTTP_S_UPGRADE_WAIT, /* Upgrade request sent; waiting for the backend's answer */
 	HTTP_S_OPAQUE,	     /* after 101: bytes pass untouched */
 	HTTP_S_ERROR,	     /* a 4xx was produced; nothing more is accepted */
+	HTTP_S_CLOSED, /* rw->track: after a request that closes the connection, bytes are dropped
+			*/
 };
+
+/* What the response to a forwarded request depends on (rw->track). */
+#define HTTP_RQ_HEAD 0x1    /* HEAD: the response has no body */
+#define HTTP_RQ_CLOSE 0x2   /* "Connection: close", or HTTP/1.0 without keep-alive */
+#define HTTP_RQ_NONIDEM 0x4 /* POST, PATCH, LOCK: never sent twice (as nginx) */
+#define HTTP_RQ_MAX 32	    /* outstanding (pipelined) requests remembered */
 
 /*
  * What a request head is rewritten with. Owned by the caller.
@@ -42,6 +50,12 @@ struct http_rewrite {
 	int header_buffer_count; /* large_client_header_buffers, nginx default 4 (0: default) */
 	long header_buffer_size; /* nginx default 8k (0: default) */
 	long client_header_buffer_size; /* nginx default 1k (0: default) */
+	/*
+	 * Backend keep-alive pool (conn.c): remember each forwarded request for
+	 * http_resp_feed(), and stop forwarding after a request that closes the
+	 * connection (nginx reads no request after it either).
+	 */
+	bool track;
 };
 
 struct http_parser {
@@ -69,7 +83,12 @@ struct http_parser {
 	size_t cl_start, cl_end, te_start, te_end; /* values in head */
 	size_t lbuf_size, lbuf_used;		   /* nginx header-buffer model */
 	int lbuf_busy;
-	size_t line_len; /* bytes of the current line as nginx counts them */
+	size_t line_len;  /* bytes of the current line as nginx counts them */
+	bool close_after; /* rw->track: HTTP_S_CLOSED after this request's body */
+	/* rw->track: forwarded requests not answered yet, HTTP_RQ_* each, oldest first */
+	unsigned char rq[HTTP_RQ_MAX];
+	unsigned int rq_first, rq_count;
+	bool rq_lost; /* more were outstanding than rq holds */
 };
 
 void http_parser_init(struct http_parser *p);
@@ -106,6 +125,47 @@ void http_passthrough_done(struct http_parser *p, uint64_t n);
  */
 int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool switched,
 		      struct buf *out, int *status);
+
+/*
+ * Response framing, observed (never rewritten) for the backend keep-alive
+ * pool on tier U: where each response to the requests the parser forwarded
+ * ends (RFC 9112 6.3: no body for HEAD, 1xx, 204, 304; chunked;
+ * Content-Length), so that a backend connection is reused only between
+ * complete exchanges. A response framed by the connection's close, a 101,
+ * an unsolicited or unparsable one makes the tracker give up (HR_LOST): that
+ * backend connection is never reused.
+ */
+enum http_resp_state {
+	HR_HEAD = 0,	 /* collecting a response head */
+	HR_BODY_CL,	 /* Content-Length body */
+	HR_BODY_CHUNKED, /* chunked body and trailers */
+	HR_LOST,	 /* framing unknown from here on */
+};
+
+#define HTTP_RESP_HEAD_MAX 65536
+
+struct http_resp {
+	enum http_resp_state state;
+	struct buf head;    /* the head so far */
+	uint64_t remaining; /* body bytes, or bytes left in the current chunk */
+	int chunk_state;    /* private to http.c */
+	bool close;	    /* a response said the backend closes (or was HTTP/1.0) */
+	bool close_due;	    /* the answer to an HTTP_RQ_CLOSE request is complete */
+	unsigned long done; /* final responses complete */
+};
+
+void http_resp_init(struct http_resp *r);
+void http_resp_free(struct http_resp *r);
+/*
+ * Observe @len backend bytes; @req supplies (and loses) the requests they
+ * answer. Returns 0 or -ENOMEM.
+ */
+int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len);
+/*
+ * Between exchanges: every forwarded request has its complete response, no
+ * request is partly forwarded, and no response said the backend closes.
+ */
+bool http_resp_idle(const struct http_resp *r, const struct http_parser *req);
 
 /*
  * nginx's complete error response for @status (400, 405, 414, 494, 495,

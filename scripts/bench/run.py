@@ -190,12 +190,17 @@ events {{
 }}
 http {{
     access_log off;
+    upstream be {{
+        server 127.0.0.1:{B};
+        keepalive 64;
+    }}
     server {{
         listen 127.0.0.1:{H} ssl;
         server_name localhost;{TLS}
         keepalive_timeout 600s;
         location / {{
-            proxy_pass http://127.0.0.1:{B};
+            proxy_pass http://be;
+            proxy_set_header Connection "";
             proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
             proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;

@@ -1006,7 +1006,8 @@ def read_response(conn, reader=None, head_only=False):
                 break
             n = int(sz.split(b";")[0], 16)
             if n == 0:
-                rd.until(b"\r\n")
+                while rd.until(b"\r\n") not in (b"\r\n", None):
+                    pass  # trailer lines, up to the empty one
                 break
             body.append(rd.exact(n) or b"")
             rd.exact(2)

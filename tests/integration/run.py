@@ -22,6 +22,7 @@ import test_regress  # noqa: E402,F401
 import test_ktls  # noqa: E402,F401
 import test_passthrough  # noqa: E402,F401
 import test_bench  # noqa: E402,F401
+import test_upstream  # noqa: E402,F401
 
 
 def _on_signal(signum, frame):
