@@ -6,7 +6,8 @@
  * the families X-SSL-*, X-Client-*, X-Forwarded-Client-Cert, Client-Cert,
  * Client-Cert-Chain), appends the proxy_set_header headers with variables
  * expanded, and passes bodies (Content-Length, chunked) through untouched.
- * The response direction is relayed opaquely by the caller.
+ * The response direction is relayed untouched by the caller; with the
+ * backend keep-alive pool, http_resp_feed() observes where responses end.
  */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
@@ -22,8 +23,7 @@ enum http_state {
 	HTTP_S_UPGRADE_WAIT, /* Upgrade request sent; waiting for the backend's answer */
 	HTTP_S_OPAQUE,	     /* after 101: bytes pass untouched */
 	HTTP_S_ERROR,	     /* a 4xx was produced; nothing more is accepted */
-	HTTP_S_CLOSED, /* rw->track: after a request that closes the connection, bytes are dropped
-			*/
+	HTTP_S_CLOSED,	     /* rw->track: a request closed the connection; the rest is dropped */
 };
 
 /* What the response to a forwarded request depends on (rw->track). */
