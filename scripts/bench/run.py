@@ -553,7 +553,8 @@ class Bench:
                         val = r[s[4]]
                         units = val * r["duration_s"]
                         results[s[0]][name].append({
-                            "value": val, "errors": r["errors_total"], "cpu_s": cpu,
+                            "round": rnd + 1, "value": val, "errors": r["errors_total"],
+                            "cpu_s": cpu,
                             "cpu_pct": 100.0 * cpu / wall, "cpu0_busy_pct": load,
                             "cpu1_busy_pct": pcpu,
                             "per_cpu_s": units / cpu if cpu >= 0.02 * wall else None,
@@ -825,6 +826,25 @@ def report(scen, proxies, results, idle, meta, out, cmd):
             row += " | %s" % ratio(pcs["ktlsgw"], pcs["haproxy"])
         L.append(row + " |")
     L.append("")
+    if has["ktlsgw"] and (has["nginx"] or has["haproxy"]) and meta["rounds"] > 1:
+        L.append("Paired by round (each round runs the proxies back to back, so the host's "
+                 "slower drifts cancel): the median of the per-round ratios, and their range:")
+        L.append("")
+        others = [p for p in ("nginx", "haproxy") if has[p]]
+        hdr = "| scenario | " + " | ".join("ktlsgw/%s per round" % NAMES[p] for p in others)
+        L.append(hdr + " |")
+        L.append("|" + "---|" * (hdr.count("|")))
+        for s in scen:
+            r = results[s[0]]
+            cells = []
+            for p in others:
+                other = {x["round"]: x["value"] for x in r[p]}
+                rs = [a["value"] / other[a["round"]] for a in r["ktlsgw"]
+                      if a["value"] and other.get(a["round"])]
+                cells.append("**%.2f** (%.2f-%.2f)" % (statistics.median(rs), min(rs), max(rs))
+                             if rs else "-")
+            L.append("| %s | %s |" % (s[1], " | ".join(cells)))
+        L.append("")
     for k, v in meta["skipped"].items():
         L.append("Skipped: %s (%s)." % (k, v))
     ciphers = set()
