@@ -1015,116 +1015,132 @@ static int trailer_line_done(struct http_parser *p, const struct http_rewrite *r
 	return 0;
 }
 
-/* One byte of chunked framing (not chunk data); passes it to @out. */
-static int chunk_byte(struct http_parser *p, const struct http_rewrite *rw, unsigned char c,
-		      struct buf *out)
+/* What a byte of chunked framing was (chunk_frame()). */
+enum chunk_ev {
+	CHE_BAD = -1, /* not valid framing: nginx answers 400 */
+	CHE_FRAME,    /* size, extension or line end */
+	CHE_TRAILER,  /* a byte of a trailer line; the state is CH_TRAILER once it is complete */
+	CHE_DONE,     /* the last byte of the chunked body */
+};
+
+/*
+ * One byte of chunked framing (not chunk data), nginx 1.22's
+ * ngx_http_parse_chunked(): the request parser and the response tracker
+ * share it. Chunk data is the caller's (CH_DATA, then CH_AFTER_DATA).
+ */
+static enum chunk_ev chunk_frame(int *st, uint64_t *rem, unsigned char c)
 {
 	int h;
 
-	switch (p->chunk_state) {
+	switch (*st) {
 	case CH_START:
 		h = hex_val(c);
 		if (h < 0)
-			return fail(p, 400);
-		p->remaining = (uint64_t)h;
-		p->chunk_state = CH_SIZE;
-		break;
+			return CHE_BAD;
+		*rem = (uint64_t)h;
+		*st = CH_SIZE;
+		return CHE_FRAME;
 	case CH_SIZE:
-		if (p->remaining > (uint64_t)HTTP_MAX_OFF / 16)
-			return fail(p, 400);
+		if (*rem > (uint64_t)HTTP_MAX_OFF / 16)
+			return CHE_BAD;
 		h = hex_val(c);
 		if (h >= 0) {
-			p->remaining = p->remaining * 16 + (uint64_t)h;
-			break;
+			*rem = *rem * 16 + (uint64_t)h;
+			return CHE_FRAME;
 		}
 		switch (c) {
 		case CR:
-			p->chunk_state = p->remaining ? CH_EXT_ALMOST : CH_LAST_EXT_ALMOST;
+			*st = *rem ? CH_EXT_ALMOST : CH_LAST_EXT_ALMOST;
 			break;
 		case LF:
-			p->chunk_state = p->remaining ? CH_DATA : CH_TRAILER;
+			*st = *rem ? CH_DATA : CH_TRAILER;
 			break;
 		case ';':
 		case ' ':
 		case '\t':
-			p->chunk_state = p->remaining ? CH_EXT : CH_LAST_EXT;
+			*st = *rem ? CH_EXT : CH_LAST_EXT;
 			break;
 		default:
-			return fail(p, 400);
+			return CHE_BAD;
 		}
-		if (p->remaining > (uint64_t)HTTP_MAX_OFF - 5)
-			return fail(p, 400);
-		break;
+		return *rem > (uint64_t)HTTP_MAX_OFF - 5 ? CHE_BAD : CHE_FRAME;
 	case CH_EXT:
 	case CH_LAST_EXT:
 		if (c == CR)
-			p->chunk_state++; /* the matching *_ALMOST state */
+			(*st)++; /* the matching *_ALMOST state */
 		else if (c == LF)
-			p->chunk_state = p->chunk_state == CH_EXT ? CH_DATA : CH_TRAILER;
-		break;
+			*st = *st == CH_EXT ? CH_DATA : CH_TRAILER;
+		return CHE_FRAME;
 	case CH_EXT_ALMOST:
 	case CH_LAST_EXT_ALMOST:
 		if (c != LF)
-			return fail(p, 400);
-		p->chunk_state = p->chunk_state == CH_EXT_ALMOST ? CH_DATA : CH_TRAILER;
-		break;
+			return CHE_BAD;
+		*st = *st == CH_EXT_ALMOST ? CH_DATA : CH_TRAILER;
+		return CHE_FRAME;
 	case CH_AFTER_DATA:
 		if (c == CR)
-			p->chunk_state = CH_AFTER_DATA_ALMOST;
+			*st = CH_AFTER_DATA_ALMOST;
 		else if (c == LF)
-			p->chunk_state = CH_START;
+			*st = CH_START;
 		else
-			return fail(p, 400);
-		break;
+			return CHE_BAD;
+		return CHE_FRAME;
 	case CH_AFTER_DATA_ALMOST:
 		if (c != LF)
-			return fail(p, 400);
-		p->chunk_state = CH_START;
-		break;
+			return CHE_BAD;
+		*st = CH_START;
+		return CHE_FRAME;
 	case CH_TRAILER:
 		if (c == CR) {
-			p->chunk_state = CH_TRAILER_ALMOST;
-			break;
+			*st = CH_TRAILER_ALMOST;
+			return CHE_FRAME;
 		}
 		if (c == LF)
-			goto done;
-		p->chunk_state = CH_TRAILER_LINE;
-		goto hold;
+			return CHE_DONE;
+		*st = CH_TRAILER_LINE;
+		return CHE_TRAILER;
 	case CH_TRAILER_ALMOST:
-		if (c != LF)
-			return fail(p, 400);
-		goto done;
+		return c == LF ? CHE_DONE : CHE_BAD;
 	case CH_TRAILER_LINE:
 		if (c == CR)
-			p->chunk_state = CH_TRAILER_LINE_ALMOST;
+			*st = CH_TRAILER_LINE_ALMOST;
 		else if (c == LF)
-			p->chunk_state = CH_TRAILER;
-		goto hold;
+			*st = CH_TRAILER;
+		return CHE_TRAILER;
 	case CH_TRAILER_LINE_ALMOST:
 		if (c != LF)
+			return CHE_BAD;
+		*st = CH_TRAILER;
+		return CHE_TRAILER;
+	default:
+		return CHE_BAD;
+	}
+}
+
+/* One byte of chunked framing of a request; passes it to @out. */
+static int chunk_byte(struct http_parser *p, const struct http_rewrite *rw, unsigned char c,
+		      struct buf *out)
+{
+	switch (chunk_frame(&p->chunk_state, &p->remaining, c)) {
+	case CHE_FRAME:
+		return buf_append(out, &c, 1) ? -ENOMEM : 0;
+	case CHE_TRAILER:
+		/* trailer lines are held until complete, then kept or dropped */
+		if (p->head.len >= cfg_large_size(rw))
 			return fail(p, 400);
-		p->chunk_state = CH_TRAILER;
-		goto hold;
+		if (buf_append(&p->head, &c, 1))
+			return -ENOMEM;
+		if (p->chunk_state == CH_TRAILER)
+			return trailer_line_done(p, rw, out);
+		return 0;
+	case CHE_DONE:
+		if (buf_append(out, &c, 1))
+			return -ENOMEM;
+		request_done(p);
+		return 0;
 	default:
 		return fail(p, 400);
 	}
-	return buf_append(out, &c, 1) ? -ENOMEM : 0;
-
-hold:
-	/* trailer lines are held until complete, then kept or dropped */
-	if (p->head.len >= cfg_large_size(rw))
-		return fail(p, 400);
-	if (buf_append(&p->head, &c, 1))
-		return -ENOMEM;
-	if (p->chunk_state == CH_TRAILER)
-		return trailer_line_done(p, rw, out);
-	return 0;
-
-done:
-	if (buf_append(out, &c, 1))
-		return -ENOMEM;
-	request_done(p);
-	return 0;
 }
 
 uint64_t http_passthrough_len(const struct http_parser *p)
@@ -1243,20 +1259,6 @@ int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool
 
 /* ------------------------------------------------------------- responses */
 
-/* Response chunked framing states (r->chunk_state). */
-enum {
-	RC_SIZE0 = 0, /* first hex digit */
-	RC_SIZE,      /* more hex digits, or what ends the size */
-	RC_EXT,	      /* chunk extension up to LF */
-	RC_SIZE_LF,   /* LF after the size line's CR */
-	RC_DATA,      /* chunk data */
-	RC_DATA_CR,   /* CR (or LF) after the data */
-	RC_DATA_LF,   /* LF after it */
-	RC_TRAILER,   /* start of a trailer line, or the final empty line */
-	RC_TLINE,     /* inside a trailer line */
-	RC_END_LF,    /* LF of the final empty line */
-};
-
 void http_resp_init(struct http_resp *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -1373,7 +1375,7 @@ static void resp_head_done(struct http_resp *r, struct http_parser *req)
 			return;
 		}
 		r->state = HR_BODY_CHUNKED;
-		r->chunk_state = RC_SIZE0;
+		r->chunk_state = CH_START;
 		r->remaining = 0;
 		return;
 	}
@@ -1389,76 +1391,13 @@ static void resp_head_done(struct http_resp *r, struct http_parser *req)
 	r->remaining = cl;
 }
 
-/* One byte of chunked framing; false when it is not valid chunked framing. */
-static bool resp_chunk_byte(struct http_resp *r, struct http_parser *req, unsigned char c)
+/* Body bytes (of @avail) that belong to the current body or chunk. */
+static size_t resp_body(struct http_resp *r, size_t avail)
 {
-	int h = hex_val(c);
+	size_t n = avail > r->remaining ? (size_t)r->remaining : avail;
 
-	switch (r->chunk_state) {
-	case RC_SIZE0:
-		if (h < 0)
-			return false;
-		r->remaining = (uint64_t)h;
-		r->chunk_state = RC_SIZE;
-		return true;
-	case RC_SIZE:
-		if (h >= 0) {
-			if (r->remaining > (uint64_t)HTTP_MAX_OFF / 16)
-				return false;
-			r->remaining = r->remaining * 16 + (uint64_t)h;
-			return true;
-		}
-		if (c == ';' || c == ' ' || c == '\t')
-			r->chunk_state = RC_EXT;
-		else if (c == CR)
-			r->chunk_state = RC_SIZE_LF;
-		else if (c == LF)
-			r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
-		else
-			return false;
-		return true;
-	case RC_EXT:
-		if (c == LF)
-			r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
-		return true;
-	case RC_SIZE_LF:
-		if (c != LF)
-			return false;
-		r->chunk_state = r->remaining ? RC_DATA : RC_TRAILER;
-		return true;
-	case RC_DATA_CR:
-		if (c == CR)
-			r->chunk_state = RC_DATA_LF;
-		else if (c == LF)
-			r->chunk_state = RC_SIZE0;
-		else
-			return false;
-		return true;
-	case RC_DATA_LF:
-		if (c != LF)
-			return false;
-		r->chunk_state = RC_SIZE0;
-		return true;
-	case RC_TRAILER:
-		if (c == CR)
-			r->chunk_state = RC_END_LF;
-		else if (c == LF)
-			resp_done(r, req);
-		else
-			r->chunk_state = RC_TLINE;
-		return true;
-	case RC_TLINE:
-		if (c == LF)
-			r->chunk_state = RC_TRAILER;
-		return true;
-	case RC_END_LF:
-		if (c != LF)
-			return false;
-		resp_done(r, req);
-		return true;
-	default:
-		return false;
-	}
+	r->remaining -= n;
+	return n;
 }
 
 int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len)
@@ -1513,28 +1452,27 @@ int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *dat
 			}
 			break;
 		case HR_BODY_CL:
-			n = len - i;
-			if (n > r->remaining)
-				n = (size_t)r->remaining;
-			i += n;
-			r->remaining -= n;
+			i += resp_body(r, len - i);
 			if (!r->remaining)
 				resp_done(r, req);
 			break;
 		case HR_BODY_CHUNKED:
-			if (r->chunk_state == RC_DATA) {
-				n = len - i;
-				if (n > r->remaining)
-					n = (size_t)r->remaining;
-				i += n;
-				r->remaining -= n;
+			if (r->chunk_state == CH_DATA) {
+				i += resp_body(r, len - i);
 				if (!r->remaining)
-					r->chunk_state = RC_DATA_CR;
+					r->chunk_state = CH_AFTER_DATA;
 				break;
 			}
-			if (!resp_chunk_byte(r, req, (unsigned char)data[i++])) {
+			switch (chunk_frame(&r->chunk_state, &r->remaining,
+					    (unsigned char)data[i++])) {
+			case CHE_BAD:
 				resp_lost(r);
 				return 0;
+			case CHE_DONE:
+				resp_done(r, req);
+				break;
+			default:
+				break;
 			}
 			break;
 		case HR_LOST:
