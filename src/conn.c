@@ -1473,8 +1473,8 @@ static bool backend_retry(struct conn *c)
 {
 	struct buf all = {};
 
-	if (!c->b_retry || c->bsend_busy || c->hp.rq_lost)
-		return false;
+	if (!c->b_retry || c->bsend_busy || c->hp.rq_lost || !c->hp.rq_count)
+		return false; /* nothing sent that waits for an answer: backend_gone() */
 	for (unsigned int i = 0; i < c->hp.rq_count; i++)
 		if (c->hp.rq[(c->hp.rq_first + i) % HTTP_RQ_MAX] & HTTP_RQ_NONIDEM)
 			return false;
