@@ -179,7 +179,9 @@ void conn_abort(struct conn *c, const char *reason)
 	 * A backend kept for the pool with no op on it gets no cancel: the fd
 	 * may serve another client before this cancel would run.
 	 */
-	if (c->bfd >= 0 && !(c->bkeep && !c->brx_busy && !c->bsend_busy)) {
+	if (c->bsend_busy)
+		c->bkeep = false; /* bytes on their way to the backend: not between exchanges */
+	if (c->bfd >= 0 && !(c->bkeep && !c->brx_busy)) {
 		sqe = worker_sqe(c->w);
 		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
@@ -255,6 +257,7 @@ static bool bpool_take(struct conn *c)
 			c->b_reused = true;
 			c->b_born_ms = e->born_ms;
 			c->b_reqs = e->requests;
+			c->b_req0 = c->hp.requests - c->hp.rq_count;
 			c->b_retry = true;
 			free(e);
 			w->stats.backend_reused++;
@@ -271,7 +274,7 @@ static void bpool_put(struct conn *c)
 	const struct gw_server *s = c->srv;
 	struct worker *w = c->w;
 	uint64_t now = gw_now_ms();
-	unsigned long reqs = c->b_reqs + c->hp.requests;
+	unsigned long reqs = c->b_reqs + (c->hp.requests - c->b_req0);
 	struct bpool_ent *e, *o, *last = NULL;
 	int n = 0;
 
@@ -338,7 +341,7 @@ static void conn_free(struct conn *c)
 	w->nconns--;
 	if (c->cfd >= 0)
 		close(c->cfd);
-	if (c->bfd >= 0 && c->bkeep)
+	if (c->bfd >= 0 && c->bkeep && http_resp_idle(&c->hr, &c->hp) && !c->backend_shut)
 		bpool_put(c);
 	else if (c->bfd >= 0)
 		close(c->bfd);
@@ -938,6 +941,7 @@ static void backend_flush(struct conn *c)
 		}
 		if (c->client_eof && !c->backend_shut && c->state == CS_RELAY) {
 			/* the client finished sending: pass the half-close on */
+			c->bkeep = false;
 			sqe = conn_sqe(c, OP_SHUT_BACKEND);
 			io_uring_prep_shutdown(sqe, c->bfd, SHUT_WR);
 			c->backend_shut = true;
@@ -947,6 +951,7 @@ static void backend_flush(struct conn *c)
 		client_recv(c);
 		return;
 	}
+	c->bkeep = false; /* a request after the decision to keep it: not between exchanges */
 	sqe = conn_sqe(c, OP_SEND_BACKEND);
 	io_uring_prep_send(sqe, c->bfd, buf_head(&c->c2b), buf_avail(&c->c2b), MSG_NOSIGNAL);
 	c->bsend_busy = true;
@@ -1526,6 +1531,7 @@ static void backend_gone(struct conn *c, const char *reason)
 		c->b_reused = false;
 		c->b_retry = false;
 		c->hr.close = false;
+		c->hp.close_sent = false;
 		buf_free(&c->b_sent);
 		backend_flush(c); /* the next client read, or finish if the client is gone */
 		return;
@@ -1839,6 +1845,7 @@ static void on_connect(struct conn *c, int res)
 	conn_log(c, GW_LOG_DEBUG, "backend %s connected", c->srv->proxy_pass);
 	c->b_born_ms = gw_now_ms();
 	c->b_reqs = 0;
+	c->b_req0 = c->hp.requests - c->hp.rq_count; /* earlier ones went elsewhere */
 	relay_start(c);
 }
 

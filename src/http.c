@@ -520,6 +520,7 @@ static void request_done(struct http_parser *p)
 
 	head_reset(p);
 	p->state = up ? HTTP_S_UPGRADE_WAIT : closed ? HTTP_S_CLOSED : HTTP_S_HEAD;
+	p->upgrade_closes = up && closed; /* refused, it closes as any other */
 }
 
 /* Does the client close after this request ("Connection: close", HTTP/1.0 without keep-alive)? */
@@ -529,21 +530,55 @@ static bool request_closes(const struct http_parser *p, int version)
 	       (version < 1001 && !(p->hflags & HTTP_HF_CONN_KA));
 }
 
-/* Is there a "@name:" line in the header lines @h (after the request line)? */
-static bool has_header_line(const char *h, size_t len, const char *name)
+/*
+ * The value of the next "@name:" line of the head @h at or after *@next (which
+ * moves past it), without surrounding blanks; NULL when there is none.
+ */
+static const char *header_find(const char *h, size_t len, const char *name, size_t *vlen,
+			       const char **next)
 {
-	size_t n = strlen(name);
-	const char *e = h + len, *l = h;
+	size_t nl = strlen(name);
+	const char *e = h + len, *l = *next, *colon, *eol;
 
 	while (l < e) {
-		const char *eol = memchr(l, '\n', (size_t)(e - l));
-
-		if ((size_t)(e - l) > n && l[n] == ':' && strncasecmp(l, name, n) == 0)
-			return true;
+		eol = memchr(l, '\n', (size_t)(e - l));
 		if (!eol)
-			break;
+			return NULL;
+		colon = memchr(l, ':', (size_t)(eol - l));
+		*next = eol + 1;
+		if (colon && (size_t)(colon - l) == nl && strncasecmp(l, name, nl) == 0) {
+			const char *v = colon + 1, *ve = eol;
+
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			*vlen = (size_t)(ve - v);
+			return v;
+		}
 		l = eol + 1;
 	}
+	return NULL;
+}
+
+/* Is there a "@name:" line in the header lines @h? */
+static bool has_header_line(const char *h, size_t len, const char *name)
+{
+	const char *next = h;
+	size_t vlen;
+
+	return header_find(h, len, name, &vlen, &next) != NULL;
+}
+
+/* Does a "Connection:" line of the head @h list @token? */
+static bool head_conn_token(const char *h, size_t len, const char *token)
+{
+	const char *next = h, *v;
+	size_t vlen;
+
+	while ((v = header_find(h, len, "Connection", &vlen, &next)))
+		if (conn_has_token(v, vlen, token))
+			return true;
 	return false;
 }
 
@@ -566,7 +601,7 @@ static void request_track(struct http_parser *p, int version)
 		p->rq[(p->rq_first + p->rq_count) % HTTP_RQ_MAX] = f;
 		p->rq_count++;
 	}
-	p->close_after = (f & HTTP_RQ_CLOSE) && !p->upgrade_after;
+	p->close_after = (f & HTTP_RQ_CLOSE) != 0;
 }
 
 /* The empty line ending the head was read: check, then forward the head. */
@@ -628,6 +663,16 @@ static int head_done(struct http_parser *p, const struct http_rewrite *rw, struc
 		 */
 		if (buf_puts(out, "Connection: close\r\n"))
 			return -ENOMEM;
+	}
+	if (rw->track && (head_conn_token(out->data + mark, out->len - mark, "close") ||
+			  (version < 1001 &&
+			   !head_conn_token(out->data + mark, out->len - mark, "keep-alive")))) {
+		/*
+		 * The backend was told to close after this request (the client's
+		 * "close" kept, proxy_set_header Connection close, HTTP/1.0): it
+		 * need not say so in its answer, but its connection is done.
+		 */
+		p->close_sent = true;
 	}
 	if (buf_append(out, "\r\n", 2))
 		return -ENOMEM;
@@ -1250,9 +1295,10 @@ int http_upgrade_done(struct http_parser *p, const struct http_rewrite *rw, bool
 		p->state = HTTP_S_OPAQUE;
 		ret = buf_append(out, buf_head(&held), buf_avail(&held)) ? -ENOMEM : 0;
 	} else {
-		p->state = HTTP_S_HEAD;
+		p->state = p->upgrade_closes ? HTTP_S_CLOSED : HTTP_S_HEAD;
 		ret = http_feed(p, rw, buf_head(&held), buf_avail(&held), out, status);
 	}
+	p->upgrade_closes = false;
 	buf_free(&held);
 	return ret;
 }
@@ -1289,34 +1335,6 @@ static void resp_done(struct http_resp *r, struct http_parser *req)
 	buf_reset(&r->head);
 }
 
-/* The value of header @name in a complete head (first line skipped), or NULL. */
-static const char *resp_header(const char *h, size_t len, const char *name, size_t *vlen,
-			       const char **next)
-{
-	size_t nl = strlen(name);
-	const char *e = h + len, *l = *next, *colon, *eol;
-
-	while (l < e) {
-		eol = memchr(l, '\n', (size_t)(e - l));
-		if (!eol)
-			return NULL;
-		colon = memchr(l, ':', (size_t)(eol - l));
-		*next = eol + 1;
-		if (colon && (size_t)(colon - l) == nl && strncasecmp(l, name, nl) == 0) {
-			const char *v = colon + 1, *ve = eol;
-
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			*vlen = (size_t)(ve - v);
-			return v;
-		}
-		l = eol + 1;
-	}
-	return NULL;
-}
-
 /* The head is complete: decide how the body is framed. */
 static void resp_head_done(struct http_resp *r, struct http_parser *req)
 {
@@ -1337,11 +1355,11 @@ static void resp_head_done(struct http_resp *r, struct http_parser *req)
 		r->close = true;
 	first = memchr(h, '\n', len);
 	next = first + 1;
-	while ((v = resp_header(h, len, "Connection", &vlen, &next)))
+	while ((v = header_find(h, len, "Connection", &vlen, &next)))
 		if (conn_has_token(v, vlen, "close"))
 			r->close = true;
 	next = first + 1;
-	while ((v = resp_header(h, len, "Content-Length", &vlen, &next))) {
+	while ((v = header_find(h, len, "Content-Length", &vlen, &next))) {
 		uint64_t n;
 
 		if (parse_length(v, vlen, &n) || (has_cl && n != cl)) {
@@ -1352,7 +1370,7 @@ static void resp_head_done(struct http_resp *r, struct http_parser *req)
 		has_cl = true;
 	}
 	next = first + 1;
-	while ((v = resp_header(h, len, "Transfer-Encoding", &vlen, &next))) {
+	while ((v = header_find(h, len, "Transfer-Encoding", &vlen, &next))) {
 		te = true;
 		chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0 &&
 			  (vlen == 7 || v[vlen - 8] == ',' || v[vlen - 8] == ' ');
@@ -1485,7 +1503,8 @@ int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *dat
 bool http_resp_idle(const struct http_resp *r, const struct http_parser *req)
 {
 	return r->state == HR_HEAD && !r->head.len && !r->close && !req->rq_count &&
-	       !req->rq_lost && (req->state == HTTP_S_HEAD || req->state == HTTP_S_CLOSED);
+	       !req->rq_lost && !req->close_sent &&
+	       (req->state == HTTP_S_HEAD || req->state == HTTP_S_CLOSED);
 }
 
 struct http_page {

@@ -1108,6 +1108,12 @@ void test_http_passthrough_len_states(void)
 
 /* ---------------------------------------------------- response framing (backend pool) */
 
+/* proxy_set_header Connection "", as nginx's keepalive recipe has it */
+static struct gw_header track_hdrs[] = {
+	{.name = "X-SSL-Client-Verify"},
+	{.name = "Connection"},
+};
+
 /* Feed @reqs to a tracking parser (the requests the responses answer). */
 static bool track_requests(struct http_parser *p, const char *reqs, struct buf *out)
 {
@@ -1115,6 +1121,8 @@ static bool track_requests(struct http_parser *p, const char *reqs, struct buf *
 	int status = 0;
 
 	rw_init(&rw);
+	rw.headers = track_hdrs;
+	rw.nheaders = ARRAY_SIZE(track_hdrs);
 	rw.track = true;
 	return ASSERT_EQ(http_feed(p, &rw, reqs, strlen(reqs), out, &status), 0,
 			 "http_feed(requests)");
@@ -1223,7 +1231,7 @@ void test_http_resp_not_reusable(void)
 		 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "request body not all sent", 0,
 		 HR_HEAD},
 		{"GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-		 "HTTP/1.0 request: closes", 1, HR_HEAD},
+		 "HTTP/1.0 request: the backend closes after it", 0, HR_HEAD},
 	};
 	struct http_resp r;
 
@@ -1281,4 +1289,61 @@ void test_http_resp_not_reusable(void)
 		buf_free(&reqs);
 		buf_free(&out);
 	}
+}
+
+/* A refused Upgrade that also asked to close: nothing after it is forwarded. */
+void test_http_resp_upgrade_refused_closes(void)
+{
+	static const char reqs[] = "GET /u HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n"
+				   "Upgrade: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct http_rewrite rw;
+	struct http_parser p;
+	struct http_resp r;
+	struct buf out = {}, more = {};
+	int status = 0;
+
+	rw_init(&rw);
+	rw.headers = track_hdrs;
+	rw.nheaders = ARRAY_SIZE(track_hdrs);
+	rw.track = true;
+	http_parser_init(&p);
+	http_resp_init(&r);
+	ASSERT_EQ(http_feed(&p, &rw, reqs, strlen(reqs), &out, &status), 0, "feed");
+	ASSERT_EQ(p.state, HTTP_S_UPGRADE_WAIT, "waits for the answer");
+	ASSERT_EQ(http_resp_feed(&r, &p, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 38), 0,
+		  "answer");
+	ASSERT_EQ(http_upgrade_done(&p, &rw, false, &more, &status), 0, "refused");
+	ASSERT_EQ(p.state, HTTP_S_CLOSED, "closed after the refusal");
+	ASSERT_EQ(more.len, 0, "/next not forwarded");
+	ASSERT_TRUE(r.close_due, "the client is closed");
+	http_resp_free(&r);
+	http_parser_free(&p);
+	buf_free(&out);
+	buf_free(&more);
+}
+
+/* The backend was told to close (the client's "close" kept): never reused, whatever it answers. */
+void test_http_resp_close_sent(void)
+{
+	struct http_rewrite rw;
+	struct http_parser p;
+	struct http_resp r;
+	struct buf out = {};
+	int status = 0;
+	static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	static const char ans[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+	rw_init(&rw); /* Connection is not among the headers set: it is forwarded */
+	rw.track = true;
+	http_parser_init(&p);
+	http_resp_init(&r);
+	ASSERT_EQ(http_feed(&p, &rw, req, strlen(req), &out, &status), 0, "feed");
+	ASSERT_STRSTR(out.data, "Connection: close", "forwarded");
+	ASSERT_TRUE(p.close_sent, "p.close_sent");
+	ASSERT_EQ(http_resp_feed(&r, &p, ans, strlen(ans)), 0, "answer");
+	ASSERT_EQ(r.done, 1, "answered");
+	ASSERT_FALSE(http_resp_idle(&r, &p), "not reusable");
+	http_resp_free(&r);
+	http_parser_free(&p);
+	buf_free(&out);
 }

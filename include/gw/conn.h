@@ -145,6 +145,7 @@ struct GW_OP_ALIGNED conn {
 	bool b_reused;	      /* bfd came from the pool */
 	uint64_t b_born_ms;   /* when bfd was connected (keepalive_time) */
 	unsigned long b_reqs; /* requests bfd served before this client (keepalive_requests) */
+	unsigned long b_req0; /* hp.requests sent on earlier backend connections */
 	struct buf b_sent;    /* reused bfd, nothing answered yet: what was sent, for a retry */
 	bool b_retry;	      /* b_sent holds all of it */
 	struct http_resp hr;  /* where the backend's responses end */

@@ -83,8 +83,10 @@ struct http_parser {
 	size_t cl_start, cl_end, te_start, te_end; /* values in head */
 	size_t lbuf_size, lbuf_used;		   /* nginx header-buffer model */
 	int lbuf_busy;
-	size_t line_len;  /* bytes of the current line as nginx counts them */
-	bool close_after; /* rw->track: HTTP_S_CLOSED after this request's body */
+	size_t line_len;     /* bytes of the current line as nginx counts them */
+	bool close_after;    /* rw->track: HTTP_S_CLOSED after this request's body */
+	bool upgrade_closes; /* ... or after the refusal of its Upgrade */
+	bool close_sent;     /* rw->track: the backend was told to close (it will) */
 	/* rw->track: forwarded requests not answered yet, HTTP_RQ_* each, oldest first */
 	unsigned char rq[HTTP_RQ_MAX];
 	unsigned int rq_first, rq_count;
@@ -163,7 +165,8 @@ void http_resp_free(struct http_resp *r);
 int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len);
 /*
  * Between exchanges: every forwarded request has its complete response, no
- * request is partly forwarded, and no response said the backend closes.
+ * request is partly forwarded, no response said the backend closes and no
+ * request told it to.
  */
 bool http_resp_idle(const struct http_resp *r, const struct http_parser *req);
 

@@ -27,7 +27,7 @@ UPS_BLOCK = """
         ssl_ktls %(ktls)s;
         location / {
             proxy_pass %(target)s;
-            proxy_set_header Connection "";
+            %(conn)s
             proxy_set_header X-SSL-Cert $ssl_client_cert;
             proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
             proxy_set_header X-SSL-Fingerprint $ssl_client_fingerprint;
@@ -37,12 +37,13 @@ UPS_BLOCK = """
 """
 
 
-def gw_ups(be, ups="keepalive 4;", ktls="off", target="http://be"):
+def gw_ups(be, ups="keepalive 4;", ktls="off", target="http://be",
+           conn='proxy_set_header Connection "";'):
     """ktlsgw proxying to @be through "upstream be { ... @ups }". ssl_ktls off by default:
     the pool is tier U's, and these tests run on tier K in the VM otherwise."""
     need_gw()
     ports = {"P0": free_port(), "BPORT": be.port}
-    return Server("gw", http=[UPS_BLOCK % dict(ups=ups, ktls=ktls, target=target)],
+    return Server("gw", http=[UPS_BLOCK % dict(ups=ups, ktls=ktls, target=target, conn=conn)],
                   ports=ports, name="ups").start()
 
 
@@ -335,3 +336,29 @@ def t_client_outlives():
         a = be.where("/a")[0]
         check_eq(be.where("/b"), [(a[0], a[1] + 1), (3, 1)], "/b: dropped, then again")
         check_eq(exit_counts(gw)[1], 1, "requests sent again")
+
+
+@test("gw/upstream/told-to-close", timeout=60)
+def t_told_to_close():
+    """A backend connection that a request told to close is never reused, even when the answer
+    does not say so; a refused Upgrade that asked to close forwards nothing after it."""
+    with ScriptBackend(lambda path, seq: (ANSWERS["/cl"], False)) as be, \
+            gw_ups(be, conn="") as gw:
+        port = gw.ports["P0"]
+        one_request(port, req("/a"))  # "Connection: close" reaches the backend
+        one_request(port, req("/b"))
+        check_eq([be.where(p) for p in ("/a", "/b")], [[(1, 1)], [(2, 1)]],
+                 "a connection told to close was reused")
+        check_eq(exit_counts(gw), (0, 0), "(reused, sent again)")
+    with ScriptBackend(lambda path, seq: (ANSWERS["/cl"], False)) as be, gw_ups(be) as gw:
+        port = gw.ports["P0"]
+        with TlsConn(port, "client-good") as c:
+            c.handshake()
+            rd = _TlsReader(c)
+            c.send(b"GET /u HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade, close\r\n"
+                   b"Upgrade: x\r\n\r\n" + http_get("/after"))
+            check_eq(read_response(c, rd).body, b"ok", "the refused Upgrade's answer")
+            check_eq(rd.buf + c.recv_all(), b"", "after it")
+        one_request(port, req("/next"))
+        check_eq([e[:4] for e in be.log], [(1, 1, "GET", "/u"), (1, 2, "GET", "/next")],
+                 "what the backend got")
