@@ -3,38 +3,21 @@
 "Connection: close" does when proxy_set_header Connection "" keeps it from the backend."""
 
 import re
-import socket
 import time
 
 from lib import (EchoBackend, Server, TlsConn, _Reader, _ThreadedServer, _TlsReader, check,
                  check_eq, free_port, http_get, need_gw, read_response, test, SLOW)
-from test_gateway import FORGED_HDRS, check_identity
+from test_gateway import FORGED_HDRS, HTTP_BLOCK, check_identity
 
+# test_gateway's server block, through "upstream be"
 UPS_BLOCK = """
     upstream be {
         server 127.0.0.1:@BPORT@;
         %(ups)s
     }
-    server {
-        listen 127.0.0.1:@P0@ ssl;
-        server_name localhost;
-        ssl_certificate @CERTS@/server.crt;
-        ssl_certificate_key @CERTS@/server.key;
-        ssl_client_certificate @CERTS@/ca-all.pem;
-        ssl_verify_client on;
-        ssl_verify_depth 3;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ktls %(ktls)s;
-        location / {
-            proxy_pass %(target)s;
-            %(conn)s
-            proxy_set_header X-SSL-Cert $ssl_client_cert;
-            proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
-            proxy_set_header X-SSL-Fingerprint $ssl_client_fingerprint;
-            proxy_set_header X-Custom-Identity $ssl_client_s_dn;
-        }
-    }
-"""
+""" + HTTP_BLOCK.replace("proxy_pass http://127.0.0.1:@BPORT@;",
+                         "proxy_pass %(target)s;\n            %(conn)s")
+assert HTTP_BLOCK.count("proxy_pass http://127.0.0.1:@BPORT@;") == 1, "HTTP_BLOCK changed"
 
 
 def gw_ups(be, ups="keepalive 4;", ktls="off", target="http://be",
@@ -43,8 +26,8 @@ def gw_ups(be, ups="keepalive 4;", ktls="off", target="http://be",
     the pool is tier U's, and these tests run on tier K in the VM otherwise."""
     need_gw()
     ports = {"P0": free_port(), "BPORT": be.port}
-    return Server("gw", http=[UPS_BLOCK % dict(ups=ups, ktls=ktls, target=target, conn=conn)],
-                  ports=ports, name="ups").start()
+    block = UPS_BLOCK % dict(ups=ups, extra="ssl_ktls %s;" % ktls, target=target, conn=conn)
+    return Server("gw", http=[block], ports=ports, name="ups").start()
 
 
 def exit_counts(gw):
