@@ -226,7 +226,6 @@ static void bpool_unlink(struct worker *w, struct bpool_ent *e)
 		w->bpool = e->next;
 	if (e->next)
 		e->next->prev = e->prev;
-	w->bpool_n--;
 }
 
 static void bpool_drop(struct worker *w, struct bpool_ent *e)
@@ -254,7 +253,6 @@ static bool bpool_take(struct conn *c)
 		if (recv(e->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
 			bpool_unlink(w, e);
 			c->bfd = e->fd;
-			c->b_reused = true;
 			c->b_born_ms = e->born_ms;
 			c->b_reqs = e->requests;
 			c->b_req0 = c->hp.requests - c->hp.rq_count;
@@ -301,7 +299,6 @@ static void bpool_put(struct conn *c)
 	if (e->next)
 		e->next->prev = e;
 	w->bpool = e;
-	w->bpool_n++;
 }
 
 /* The tick: close what has been idle for keepalive_timeout, all of it when draining. */
@@ -1500,7 +1497,6 @@ static bool backend_retry(struct conn *c)
 	buf_reset(&c->c2b_later);
 	buf_free(&c->b_sent);
 	c->b_retry = false;
-	c->b_reused = false;
 	c->backend_eof = false;
 	c->backend_shut = false;
 	c->w->stats.backend_retried++;
@@ -1515,9 +1511,8 @@ static bool backend_retry(struct conn *c)
  */
 static void backend_gone(struct conn *c, const char *reason)
 {
-	if (c->bpool && c->hp.state == HTTP_S_HEAD && !c->hp.rq_count && !c->hp.rq_lost &&
-	    c->hr.state == HR_HEAD && !c->hr.head.len && !c->bsend_busy && !buf_avail(&c->c2b) &&
-	    !buf_avail(&c->c2b_later)) {
+	if (c->bpool && c->hp.state == HTTP_S_HEAD && http_resp_answered(&c->hr, &c->hp) &&
+	    !c->bsend_busy && !buf_avail(&c->c2b) && !buf_avail(&c->c2b_later)) {
 		/*
 		 * Between exchanges (its keep-alive timeout, or it said close):
 		 * the client stays, its next request gets another connection.
@@ -1528,7 +1523,6 @@ static void backend_gone(struct conn *c, const char *reason)
 		c->bfd = -1;
 		c->backend_eof = false;
 		c->backend_shut = false;
-		c->b_reused = false;
 		c->b_retry = false;
 		c->hr.close = false;
 		c->hp.close_sent = false;

@@ -531,33 +531,47 @@ static bool request_closes(const struct http_parser *p, int version)
 }
 
 /*
- * The value of the next "@name:" line of the head @h at or after *@next (which
- * moves past it), without surrounding blanks; NULL when there is none.
+ * The next header line of the head @h at or after *@next (which moves past
+ * it): its value without surrounding blanks, its name in *@name, *@nlen;
+ * NULL at the end. Lines without ':' (the request or status line) are skipped.
  */
-static const char *header_find(const char *h, size_t len, const char *name, size_t *vlen,
-			       const char **next)
+static const char *header_next(const char *h, size_t len, const char **next, const char **name,
+			       size_t *nlen, size_t *vlen)
 {
-	size_t nl = strlen(name);
 	const char *e = h + len, *l = *next, *colon, *eol;
 
-	while (l < e) {
+	for (; l < e; l = eol + 1) {
 		eol = memchr(l, '\n', (size_t)(e - l));
 		if (!eol)
 			return NULL;
 		colon = memchr(l, ':', (size_t)(eol - l));
 		*next = eol + 1;
-		if (colon && (size_t)(colon - l) == nl && strncasecmp(l, name, nl) == 0) {
-			const char *v = colon + 1, *ve = eol;
+		if (!colon)
+			continue;
+		const char *v = colon + 1, *ve = eol;
 
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			*vlen = (size_t)(ve - v);
-			return v;
-		}
-		l = eol + 1;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		*name = l;
+		*nlen = (size_t)(colon - l);
+		*vlen = (size_t)(ve - v);
+		return v;
 	}
+	return NULL;
+}
+
+/* The value of the next "@name:" line of @h at or after *@next, as header_next(). */
+static const char *header_find(const char *h, size_t len, const char *name, size_t *vlen,
+			       const char **next)
+{
+	const char *n, *v;
+	size_t nlen;
+
+	while ((v = header_next(h, len, next, &n, &nlen, vlen)))
+		if (name_eq(n, nlen, name))
+			return v;
 	return NULL;
 }
 
@@ -1338,8 +1352,8 @@ static void resp_done(struct http_resp *r, struct http_parser *req)
 /* The head is complete: decide how the body is framed. */
 static void resp_head_done(struct http_resp *r, struct http_parser *req)
 {
-	const char *h = r->head.data, *first, *v, *next;
-	size_t len = r->head.len, vlen;
+	const char *h = r->head.data, *v, *next, *name;
+	size_t len = r->head.len, vlen, nlen;
 	uint64_t cl = 0;
 	bool has_cl = false, chunked = false, te = false;
 	int status;
@@ -1353,27 +1367,25 @@ static void resp_head_done(struct http_resp *r, struct http_parser *req)
 	status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
 	if (h[7] == '0')
 		r->close = true;
-	first = memchr(h, '\n', len);
-	next = first + 1;
-	while ((v = header_find(h, len, "Connection", &vlen, &next)))
-		if (conn_has_token(v, vlen, "close"))
-			r->close = true;
-	next = first + 1;
-	while ((v = header_find(h, len, "Content-Length", &vlen, &next))) {
+	next = (const char *)memchr(h, '\n', len) + 1;
+	while ((v = header_next(h, len, &next, &name, &nlen, &vlen))) {
 		uint64_t n;
 
-		if (parse_length(v, vlen, &n) || (has_cl && n != cl)) {
-			resp_lost(r);
-			return;
+		if (name_eq(name, nlen, "Connection")) {
+			if (conn_has_token(v, vlen, "close"))
+				r->close = true;
+		} else if (name_eq(name, nlen, "Content-Length")) {
+			if (parse_length(v, vlen, &n) || (has_cl && n != cl)) {
+				resp_lost(r);
+				return;
+			}
+			cl = n;
+			has_cl = true;
+		} else if (name_eq(name, nlen, "Transfer-Encoding")) {
+			te = true;
+			chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0 &&
+				  (vlen == 7 || v[vlen - 8] == ',' || v[vlen - 8] == ' ');
 		}
-		cl = n;
-		has_cl = true;
-	}
-	next = first + 1;
-	while ((v = header_find(h, len, "Transfer-Encoding", &vlen, &next))) {
-		te = true;
-		chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0 &&
-			  (vlen == 7 || v[vlen - 8] == ',' || v[vlen - 8] == ' ');
 	}
 	if (status == 101) {
 		resp_lost(r); /* another protocol from here */
@@ -1421,6 +1433,7 @@ static size_t resp_body(struct http_resp *r, size_t avail)
 int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len)
 {
 	size_t i = 0, n;
+	bool end;
 
 	while (i < len) {
 		switch (r->state) {
@@ -1429,43 +1442,25 @@ int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *dat
 				resp_lost(r); /* nothing was asked that this could answer */
 				return 0;
 			}
-			{
-				/* up to the end of the head: "\n\r\n" or "\n\n" */
-				const char *s = data + i, *e = data + len, *end = NULL;
-				size_t had = r->head.len;
+			/* the head's bytes only: up to its empty line ("\n\r\n" or "\n\n") */
+			end = false;
+			for (n = i; n < len && !end; n++) {
+				unsigned char ch = (unsigned char)data[n];
 
-				n = (size_t)(e - s);
-				if (r->head.len + n > HTTP_RESP_HEAD_MAX)
-					n = HTTP_RESP_HEAD_MAX - r->head.len;
-				if (buf_append(&r->head, s, n))
-					return -ENOMEM;
-				for (size_t k = had > 2 ? had - 2 : 0; k < r->head.len; k++) {
-					const char *q = r->head.data;
-
-					if (q[k] != '\n')
-						continue;
-					if (k + 1 < r->head.len && q[k + 1] == '\n') {
-						end = q + k + 2;
-						break;
-					}
-					if (k + 2 < r->head.len && q[k + 1] == '\r' &&
-					    q[k + 2] == '\n') {
-						end = q + k + 3;
-						break;
-					}
-				}
-				if (!end) {
-					if (r->head.len >= HTTP_RESP_HEAD_MAX) {
-						resp_lost(r);
-						return 0;
-					}
-					i += n;
-					break;
-				}
-				size_t used = (size_t)(end - r->head.data) - had;
-
-				r->head.len = (size_t)(end - r->head.data);
-				i += used;
+				if (ch == LF && r->eol)
+					end = true;
+				else
+					r->eol = ch == LF ? 1 : ch == CR && r->eol == 1 ? 2 : 0;
+			}
+			if (r->head.len + (n - i) > HTTP_RESP_HEAD_MAX) {
+				resp_lost(r);
+				return 0;
+			}
+			if (buf_append(&r->head, data + i, n - i))
+				return -ENOMEM;
+			i = n;
+			if (end) {
+				r->eol = 0;
 				resp_head_done(r, req);
 			}
 			break;
@@ -1500,10 +1495,14 @@ int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *dat
 	return 0;
 }
 
+bool http_resp_answered(const struct http_resp *r, const struct http_parser *req)
+{
+	return r->state == HR_HEAD && !r->head.len && !req->rq_count && !req->rq_lost;
+}
+
 bool http_resp_idle(const struct http_resp *r, const struct http_parser *req)
 {
-	return r->state == HR_HEAD && !r->head.len && !r->close && !req->rq_count &&
-	       !req->rq_lost && !req->close_sent &&
+	return http_resp_answered(r, req) && !r->close && !req->close_sent &&
 	       (req->state == HTTP_S_HEAD || req->state == HTTP_S_CLOSED);
 }
 

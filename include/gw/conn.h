@@ -142,7 +142,6 @@ struct GW_OP_ALIGNED conn {
 	/* upstream keepalive (tier U, http): the backend connection outlives the client's */
 	bool bpool;	      /* this connection may take one from the pool and give it back */
 	bool bkeep;	      /* the backend is between exchanges: pool it when freed */
-	bool b_reused;	      /* bfd came from the pool */
 	uint64_t b_born_ms;   /* when bfd was connected (keepalive_time) */
 	unsigned long b_reqs; /* requests bfd served before this client (keepalive_requests) */
 	unsigned long b_req0; /* hp.requests sent on earlier backend connections */
@@ -215,7 +214,6 @@ struct worker {
 	struct buf spare[GW_SPARE_BUFS];
 	unsigned int nspare;
 	struct bpool_ent *bpool; /* idle backend connections */
-	unsigned long bpool_n;
 	struct {
 		unsigned long backend_reused;  /* backend connections taken from the pool */
 		unsigned long backend_retried; /* requests sent again after a pooled one closed */

@@ -151,6 +151,7 @@ struct http_resp {
 	struct buf head;    /* the head so far */
 	uint64_t remaining; /* body bytes, or bytes left in the current chunk */
 	int chunk_state;    /* private to http.c */
+	int eol;	    /* private: where the head's last line ending stands */
 	bool close;	    /* a response said the backend closes (or was HTTP/1.0) */
 	bool close_due;	    /* the answer to an HTTP_RQ_CLOSE request is complete */
 	unsigned long done; /* final responses complete */
@@ -163,6 +164,8 @@ void http_resp_free(struct http_resp *r);
  * answer. Returns 0 or -ENOMEM.
  */
 int http_resp_feed(struct http_resp *r, struct http_parser *req, const char *data, size_t len);
+/* Every forwarded request has its complete response (and nothing more came). */
+bool http_resp_answered(const struct http_resp *r, const struct http_parser *req);
 /*
  * Between exchanges: every forwarded request has its complete response, no
  * request is partly forwarded, no response said the backend closes and no
